@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Benchmark of batch exports against the Earth Engine emulator (real earthengine-api client, real HTTP on 127.0.0.1).
+
+Usage: python bench/bench_export.py [--sites 40000] [--chunk 50] [--repeat 5] [--no-write]
+
+The emulator runs in this process; the exporting client runs in a fresh subprocess, so its peak RSS is its own.
+Measured:
+- polling: HTTP requests and wall time of one status poll of the 800-task job (`ExportTask.status()`: one paged
+  listOperations pass) against the legacy pattern `ee.data.getTaskStatus(ids)` (one GET per task), in the same run;
+- submission: `gateway.start_task` alone on pre-built tasks (tasks/s), building + serializing one chunk's table
+  (ms/chunk), and the whole job: 40,000 sites, 800 tasks, max_concurrent=10, emulator clock moving 5 s per poll;
+- client memory for the 40,000-site job: RSS once the sites are loaded, the peak RSS during the job alone (VmHWM,
+  reset through /proc/self/clear_refs after loading), tracemalloc peak of the export (a second subprocess, as
+  tracemalloc slows Python down), and the manifest's size.
+Writes the section "## Batch exports (bench/bench_export.py)" of BENCHMARKS.md unless --no-write.
+"""
+import argparse, json, os, platform, re, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SECTION = '## Batch exports (bench/bench_export.py)'
+
+CHILD = r'''
+import json, sys, time, tracemalloc
+from gee_polygons.testing import block_sockets; block_sockets()
+from gee_polygons.emulator import connect_client
+from gee_polygons.export import ExportConfig, ExportDestination
+sys.path.insert(0, {bench!r}); from bench_export import squares, LAYER
+url, n, chunk, manifest, trace = {url!r}, {n}, {chunk}, {manifest!r}, {trace}
+def status(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key): return int(line.split()[1]) / 1024
+connect_client(url)
+sites = squares(n); sites.ids
+import gc; gc.collect()
+base = status('VmRSS:')
+open('/proc/self/clear_refs', 'w').write('5')  # reset the peak (VmHWM) so that it measures the job alone
+if trace: tracemalloc.start()
+t = time.perf_counter()
+job = sites.export_categorical(LAYER, [2020, 2021], ExportDestination('cloud_storage', 'bench-bucket/out'),
+                               ExportConfig(chunk_size=chunk, max_concurrent=10, poll_interval_sec=0.001, manifest=manifest))
+t_submit = time.perf_counter() - t
+ok = job.wait(poll_interval_sec=0.001, progress=False)
+t_all = time.perf_counter() - t
+peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+print(json.dumps(dict(ok=ok, n_tasks=len(job.leaves), submit_s=t_submit, total_s=t_all, rss_base=base,
+                      rss_peak=status('VmHWM:'), rss_end=status('VmRSS:'), trace_peak=peak)))
+'''
+
+def squares(n:int):
+    "`n` tiny square sites (the same as tests/test_export.py)."
+    from gee_polygons.sites import SiteCollection
+    def sq(i, s=0.0005):
+        x, y = -60 + (i % 400) * 0.001, -10 + (i // 400) * 0.001
+        return {'type': 'Polygon', 'coordinates': [[[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]]}
+    return SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': [
+        {'type': 'Feature', 'geometry': sq(i), 'properties': {'site_id': f's{i:05d}'}} for i in range(n)]})
+
+def _layer():
+    from gee_polygons.layers import CategoricalLayer
+    return CategoricalLayer('projects/example/assets/lulc', {3: 'Forest', 15: 'Pasture'}, {3: '#1f8d49', 15: '#edde8e'},
+                            years=range(2015, 2025), name='example')
+LAYER = _layer()
+
+def child(url, n, chunk, manifest, trace=False) -> dict:
+    "Run the export in a fresh process; its JSON report."
+    code = CHILD.format(bench=str(ROOT/'bench'), url=url, n=n, chunk=chunk, manifest=str(manifest), trace=trace)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode: sys.exit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def timed(fn, repeat:int) -> tuple:
+    "(median seconds, last result) of `repeat` calls."
+    ts, r = [], None
+    for _ in range(repeat):
+        t = time.perf_counter(); r = fn(); ts.append(time.perf_counter() - t)
+    return statistics.median(ts), r
+
+def polling(emu, manifest, repeat:int) -> dict:
+    "Requests and seconds per poll: one listing pass against one getTaskStatus GET per task."
+    import ee, warnings
+    from gee_polygons.export import ExportTask
+    job = ExportTask.load(manifest)
+    n = len(emu.log); t_new, st = timed(job.status, repeat); req_new = (len(emu.log) - n) / repeat
+    assert set(st.values()) == {'COMPLETED'}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        n = len(emu.log); t_old, old = timed(lambda: ee.data.getTaskStatus(job.task_ids), max(1, repeat // 2))
+    req_old = (len(emu.log) - n) / max(1, repeat // 2)
+    assert {o['state'] for o in old} == {'COMPLETED'}
+    return dict(tasks=len(job.task_ids), req_new=req_new, req_old=req_old, t_new=t_new, t_old=t_old)
+
+def submission(emu, chunk:int, n_tasks:int=100) -> dict:
+    "start_task alone on pre-built tasks (tasks/s), and build + serialize time per chunk (ms)."
+    import ee
+    from gee_polygons import gateway
+    from gee_polygons.export import ExportDestination
+    from gee_polygons.earthengine import categorical_table
+    sites, dest = squares(n_tasks * chunk), ExportDestination('cloud_storage', 'bench-bucket/raw')
+    t, tasks = time.perf_counter(), []
+    for i in range(n_tasks):
+        fc = categorical_table(LAYER, [2020, 2021], sites[i * chunk:(i + 1) * chunk])
+        task = dest._ee_task(fc, f'raw_cat_chunk_{i:04d}', f'raw_{i:04d}', ['site_id'])
+        task.config['expression'] = ee.serializer.encode(fc, for_cloud_api=True); tasks.append(task)
+    build = (time.perf_counter() - t) / n_tasks
+    t = time.perf_counter()
+    for task in tasks: gateway.start_task(task)
+    return dict(build_ms=build * 1000, start_per_s=n_tasks / (time.perf_counter() - t))
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--sites', type=int, default=40_000); ap.add_argument('--chunk', type=int, default=50)
+    ap.add_argument('--repeat', type=int, default=5); ap.add_argument('--no-write', action='store_true')
+    a = ap.parse_args()
+    from gee_polygons.testing import block_sockets; block_sockets()
+    from gee_polygons.emulator import Emulator
+    tmp = Path(tempfile.mkdtemp(prefix='bench_export_'))
+    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on='/operations$') as emu:
+        job = child(emu.url, a.sites, a.chunk, tmp/'job.json')
+        emu.connect()
+        poll = polling(emu, tmp/'job.json', a.repeat)
+        manifest_mb = (tmp/'job.json').stat().st_size / 2**20
+    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on='/operations$') as emu:
+        traced = child(emu.url, a.sites, a.chunk, tmp/'job2.json', trace=True)
+    with Emulator(max_running=10_000, task_seconds=10) as emu:
+        emu.connect(); sub = submission(emu, a.chunk)
+    text = report(a, job, traced, poll, sub, manifest_mb)
+    print(text)
+    if not a.no_write: write(text)
+
+def report(a, job, traced, poll, sub, manifest_mb) -> str:
+    n = job['n_tasks']
+    return f"""{SECTION}
+
+Command: `python bench/bench_export.py` (defaults: `--sites {a.sites} --chunk {a.chunk} --repeat {a.repeat}`)
+Machine: {os.cpu_count()} cores (shared with other jobs while measured), Python {platform.python_version()} ({platform.machine()}, {platform.system()})
+Date: {time.strftime('%Y-%m-%d')}. The emulator (`gee_polygons.emulator`) runs in the benchmark process; the exporting client runs in a
+fresh subprocess with the unmodified earthengine-api client over HTTP on 127.0.0.1. Job: {a.sites:,} tiny square sites,
+`export_categorical` of 2 years, chunk_size={a.chunk} ({n} tasks), max_concurrent=10; the emulator would run 50 tasks
+at once and its clock moves 5 s per poll request (10 s tasks).
+
+| measure | gee_polygons | legacy / reference | ratio |
+|---|---:|---:|---:|
+| HTTP requests per status poll of {poll['tasks']} tasks | {poll['req_new']:.0f} (`listOperations`, pages of 500) | {poll['req_old']:.0f} (`getTaskStatus`, one GET per task) | {poll['req_old'] / poll['req_new']:.0f}x fewer |
+| seconds per status poll of {poll['tasks']} tasks (median) | {poll['t_new']:.3f} | {poll['t_old']:.3f} | {poll['t_old'] / poll['t_new']:.1f}x faster |
+| task starts per second, `gateway.start_task` on pre-built tasks | {sub['start_per_s']:.0f} | | |
+| building + serializing one {a.chunk}-site chunk (ms) | {sub['build_ms']:.1f} | | |
+| whole job: submit {n} tasks (s) / submit + wait (s) | {job['submit_s']:.1f} / {job['total_s']:.1f} | | {n / job['total_s']:.0f} tasks/s end to end |
+| client RSS (MB): sites loaded / peak during the job / after the job | {job['rss_base']:.0f} / {job['rss_peak']:.0f} / {job['rss_end']:.0f} | | +{job['rss_peak'] - job['rss_base']:.1f} MB peak for the job |
+| tracemalloc peak of the export (MB) | {traced['trace_peak']:.1f} | | |
+| manifest on disk (MB) | {manifest_mb:.2f} | | |
+
+Reading: a poll costs ceil(tasks / 500) requests however many tasks there are, so {poll['tasks']} tasks take
+{poll['req_new']:.0f} requests instead of {poll['req_old']:.0f}. Submitting is dominated by building each chunk's
+Earth Engine graph in the client ({sub['build_ms']:.0f} ms per chunk, inside earthengine-api's function tracing), not
+by HTTP ({1000 / sub['start_per_s']:.1f} ms per start); against the real service the tasks' run time dominates
+everything. The job itself adds {job['rss_peak'] - job['rss_base']:.1f} MB of peak RSS over the loaded sites
+(tracemalloc peak {traced['trace_peak']:.1f} MB): the chunks of the manifest and the throttle's state.
+"""
+
+def write(text:str):
+    "Replace (or append) this benchmark's section of BENCHMARKS.md, leaving the other sections alone."
+    path = ROOT/'BENCHMARKS.md'
+    old = path.read_text() if path.exists() else '# Benchmarks\n'
+    pat = re.compile(rf'^{re.escape(SECTION)}\n.*?(?=^## |\Z)', re.S | re.M)
+    new = pat.sub(lambda m: text.rstrip() + '\n\n', old) if pat.search(old) else old.rstrip() + '\n\n' + text
+    path.write_text(new)
+
+if __name__ == '__main__': main()

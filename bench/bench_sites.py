@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Benchmark: lazily loading a large EPSG:5880 GeoJSON of polygon sites, then computing every site's area.
+
+Usage: python bench/bench_sites.py [--sizes 1000,5000,10000,40000] [--repeat 3] [--no-write]
+
+Generates bench/out/sites_<n>.geojson (5-40 vertices per polygon, EPSG:5880 coordinates with Z, a `crs` member,
+ids in `rid`, float start years), then measures each step in a fresh subprocess, so that peak RSS
+(resource.getrusage(RUSAGE_SELF).ru_maxrss) belongs to that step alone. geopandas.read_file of the same file is
+measured in the same run for comparison. Writes the figures as the section "## Loading sites (bench/bench_sites.py)"
+of BENCHMARKS.md.
+"""
+import argparse, json, os, platform, re, statistics, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+from pyproj import Transformer
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / 'bench' / 'out'
+SECTION = '## Loading sites (bench/bench_sites.py)'
+
+def make_features(n, seed=42):
+    "`n` star-shaped polygons (5-40 vertices, 50-1,200 m radius) in EPSG:5880 with a Z value, as GeoJSON features."
+    rng = np.random.default_rng(seed)
+    lon, lat = rng.uniform(-60, -40, n), rng.uniform(-25, -5, n)
+    cx, cy = Transformer.from_crs('EPSG:4326', 'EPSG:5880', always_xy=True).transform(lon, lat)
+    nv, radius = rng.integers(5, 41, n), rng.uniform(50, 1200, n)
+    years = rng.choice([2016.0, 2018.0, 2020.0, float('nan')], n)
+    feats = []
+    for i in range(n):
+        ang = (np.arange(nv[i]) + rng.uniform(0, 0.9, nv[i])) * 2 * np.pi / nv[i]  # gaps < pi: simple, star-shaped
+        r = radius[i] * rng.uniform(0.5, 1.0, nv[i])
+        ring = np.c_[cx[i] + r * np.cos(ang), cy[i] + r * np.sin(ang), rng.uniform(200, 900, nv[i])]
+        ring = np.vstack([ring, ring[:1]]).tolist()
+        feats.append({'type': 'Feature', 'properties': {'rid': 100000 + i, 'start_year': years[i], 'owner': f'owner {i % 977}'},
+                      'geometry': {'type': 'Polygon', 'coordinates': [ring]}})
+    return feats
+
+def write_files(sizes):
+    "Write bench/out/sites_<n>.geojson for each size (the first n polygons of one generated set)."
+    OUT.mkdir(parents=True, exist_ok=True)
+    paths = {n: OUT / f'sites_{n}.geojson' for n in sizes}
+    if all(p.exists() for p in paths.values()): return paths
+    feats = make_features(max(sizes))
+    crs = {'type': 'name', 'properties': {'name': 'urn:ogc:def:crs:EPSG::5880'}}
+    for n, p in paths.items():
+        with open(p, 'w') as f: json.dump({'type': 'FeatureCollection', 'crs': crs, 'features': feats[:n]}, f)
+    return paths
+
+CHILD = {
+    'import': 'import gee_polygons.sites',
+    'ours': '''
+from gee_polygons.sites import SiteCollection
+t0 = time.perf_counter(); sc = SiteCollection.from_file(PATH, lazy=True); t1 = time.perf_counter()
+a = sc.areas_ha(); t2 = time.perf_counter()
+assert len(sc) == len(a) and (a > 0).all() and sc.lazy
+res = dict(load=t1 - t0, area=t2 - t1, n=len(sc), total_ha=float(a.sum()))''',
+    'geopandas': '''
+import geopandas
+t0 = time.perf_counter(); gdf = geopandas.read_file(PATH); t1 = time.perf_counter()
+res = dict(load=t1 - t0, n=len(gdf))''',
+    'geopandas_full': '''
+import geopandas
+t0 = time.perf_counter(); gdf = geopandas.read_file(PATH).to_crs(4326); ok = gdf.is_valid.all(); t1 = time.perf_counter()
+res = dict(load=t1 - t0, n=len(gdf))''',
+}
+
+def measure(kind, path):
+    "Run one measurement in a fresh interpreter; return its figures and peak RSS in MB."
+    code = ('import json, resource, time\nPATH = %r\n' % str(path)) + CHILD[kind] + (
+        '\nres = locals().get("res", {}); res["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024'
+        '\nprint(json.dumps(res))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+def median_of(kind, path, repeat):
+    "Median of each figure over `repeat` fresh runs (peak RSS: the maximum)."
+    runs = [measure(kind, path) for _ in range(repeat)]
+    res = {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], float)}
+    res.update(rss_mb=max(r['rss_mb'] for r in runs), n=runs[0].get('n'))
+    return res
+
+def machine():
+    "Cores, RAM and Python of this machine."
+    ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
+    return f'{os.cpu_count()} cores, {ram:.0f} GB RAM, Python {platform.python_version()} ({platform.machine()}, {platform.system()})'
+
+def report(sizes, res, base, files, cmd):
+    "The markdown section."
+    big = max(sizes)
+    r = res[big]
+    per = {n: (res[n]['ours']['load'] + res[n]['ours']['area']) / n * 1e6 for n in sizes}
+    lines = [SECTION, '',
+             f'Command: `{cmd}`  ',
+             f'Machine: {machine()}  ',
+             f'Date: {time.strftime("%Y-%m-%d")}. Medians of {ARGS.repeat} runs, each in a fresh subprocess; peak RSS is the maximum ru_maxrss.', '',
+             f'Input: GeoJSON FeatureCollection in EPSG:5880 (crs member), Z coordinates, 5-40 vertices per polygon; '
+             f'{big:,} sites = {files[big].stat().st_size / 2**20:.0f} MB. `SiteCollection.from_file(path, lazy=True)` '
+             f'(parse, reproject to EPSG:4326, ids, validation, packing), then `sc.areas_ha()` (geodesic areas of every site).', '',
+             'geopandas columns: `geopandas.read_file(path)` (pyogrio; no reprojection, no validation), and the same followed by '
+             '`.to_crs(4326)` and `.is_valid.all()` ("+crs+valid"), which is closer to what our load does. Ratios are ours / geopandas.', '',
+             '| sites | load (s) | areas (s) | total µs/site | peak RSS (MB) | gpd.read_file (s) | gpd +crs+valid (s) | gpd peak RSS (MB) | load vs read_file | load vs +crs+valid | RSS vs gpd |',
+             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for n in sizes:
+        o, g, f = res[n]['ours'], res[n]['geopandas'], res[n]['geopandas_full']
+        lines.append(f"| {n:,} | {o['load']:.2f} | {o['area']:.2f} | {per[n]:.0f} | {o['rss_mb']:.0f} | {g['load']:.2f} | {f['load']:.2f} | {g['rss_mb']:.0f} | "
+                     f"{o['load'] / g['load']:.2f}x | {o['load'] / f['load']:.2f}x | {o['rss_mb'] / g['rss_mb']:.2f}x |")
+    small = min(sizes)
+    ok = lambda c: 'met' if c else 'NOT met'
+    lines += ['', f"Interpreter with `gee_polygons.sites` imported and nothing loaded: {base['rss_mb']:.0f} MB peak RSS.", '',
+              'Targets:',
+              f"- load {big:,} sites under 10 s: {r['ours']['load']:.2f} s ({ok(r['ours']['load'] < 10)});",
+              f"- peak memory under 1 GB: {r['ours']['rss_mb']:.0f} MB ({ok(r['ours']['rss_mb'] < 1024)});",
+              f"- linear cost: {per[big]:.0f} µs/site at {big:,} vs {per[small]:.0f} µs/site at {small:,}, "
+              f"ratio {per[big] / per[small]:.2f} ({ok(per[big] / per[small] < 1.5)}; the ratio should stay near 1, "
+              'and below 1 means fixed start-up costs dominate at small sizes).', '']
+    return '\n'.join(lines)
+
+def write_section(text, path=ROOT / 'BENCHMARKS.md'):
+    "Replace (or append) our section of BENCHMARKS.md, leaving the other sections alone."
+    old = path.read_text() if path.exists() else '# Benchmarks\n'
+    pat = re.compile(re.escape(SECTION) + r'.*?(?=^## |\Z)', re.S | re.M)
+    new = pat.sub(lambda m: text + '\n', old) if pat.search(old) else old.rstrip('\n') + '\n\n' + text + '\n'
+    path.write_text(new)
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--sizes', default='1000,5000,10000,40000')
+    ap.add_argument('--repeat', type=int, default=3)
+    ap.add_argument('--no-write', action='store_true', help='print the section without updating BENCHMARKS.md')
+    ARGS = ap.parse_args()
+    sizes = sorted(int(s) for s in ARGS.sizes.split(','))
+    files = write_files(sizes)
+    base = median_of('import', files[sizes[0]], ARGS.repeat)
+    res = {}
+    for n in sizes:
+        res[n] = {k: median_of(k, files[n], ARGS.repeat) for k in ('ours', 'geopandas', 'geopandas_full')}
+        print(n, res[n], file=sys.stderr)
+    cmd = 'python bench/bench_sites.py' + ''.join(f' {a}' for a in sys.argv[1:])
+    text = report(sizes, res, base, files, cmd)
+    print(text)
+    if not ARGS.no_write: write_section(text)
