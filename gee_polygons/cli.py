@@ -96,9 +96,10 @@ def connect(project:str|None=None, ee_url:str|None=None):
 def _summary(res, out, n_years) -> str:
     "A short report of an extraction."
     lines = [f'{res.n_sites} sites x {n_years} years: {len(res.data):,} rows for {res.data["site_id"].nunique()} sites']
-    if res.errors:
-        lines.append(f'{len(res.failed_ids)} site errors (rows partial or absent):')
-        lines += [f'  {s}: {m}' for s, m in res.errors[:10]] + ([f'  ... and {len(res.errors) - 10} more'] if len(res.errors) > 10 else [])
+    for what, probs in (('site errors (no rows)', res.errors), ('site warnings (rows cover part of the site)', res.warnings)):
+        if not probs: continue
+        lines.append(f'{len(dict(probs))} {what}:')
+        lines += [f'  {s}: {m}' for s, m in probs[:10]] + ([f'  ... and {len(probs) - 10} more'] if len(probs) > 10 else [])
     return '\n'.join(lines + [f'wrote {out}'])
 
 # %% ../nbs/09_cli.ipynb #d89d5be1

@@ -409,21 +409,6 @@ def __repr__(self:Emulator) -> str:
     st = ', '.join(f'{k}={v}' for k, v in sorted(self.counts.items()) if v)
     return f"Emulator({getattr(self, 'url', 'not started')}, {len(self.ops)} ops{', ' + st if st else ''})"
 
-# %% ../nbs/22_emulator.ipynb #9044c332
-def _genuine_ee_data():
-    "A pristine copy of the `ee.data` module's functions, for undoing offline patches."
-    spec = importlib.util.find_spec('ee.data')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
-
-def _unpatch_ee():
-    "Restore `ee.data` functions that offline initialisation replaced."
-    import ee
-    names = ('_install_cloud_api_resource', 'getAlgorithms')
-    if all(getattr(ee.data, n).__module__ == 'ee.data' for n in names): return
-    fresh = _genuine_ee_data()
-    for n in names: setattr(ee.data, n, getattr(fresh, n))
-
 # %% ../nbs/22_emulator.ipynb #84673ec0
 def connect_client(url:str, # the emulator's address, e.g. emu.url
                    project:str='emulator-project', # project name in request paths
@@ -431,7 +416,8 @@ def connect_client(url:str, # the emulator's address, e.g. emu.url
     "Initialise the real earthengine-api client against an emulator at `url` (from any process)."
     import ee
     from gee_polygons import gateway
-    _unpatch_ee(); ee.Reset()
+    from gee_polygons.testing import restore_client
+    restore_client(); ee.Reset()  # undo offline_init, if it ran
     stac, ee.deprecation._FetchDataCatalogStac = ee.deprecation._FetchDataCatalogStac, lambda: {}
     try: gateway.init(project=project, credentials=None, url=url)
     finally: ee.deprecation._FetchDataCatalogStac = stac

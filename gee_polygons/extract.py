@@ -32,12 +32,14 @@ class ExtractionResult:
                  errors:list|None=None, # (site_id, message) for each failed site
                  n_sites:int=0, # how many sites were requested
                  kind:str='categorical', # 'categorical' or 'continuous'
-                 layer=None): # the layer summarised, when known
+                 layer=None, # the layer summarised, when known
+                 warnings:list|None=None): # (site_id, message) for sites whose rows describe only part of them
         data = pd.DataFrame() if data is None else data
         schema = _schema(kind, data, layer)
         if data.empty and not len(data.columns): data = pd.DataFrame({c: [] for c in schema})
         self.data = tidy(data, schema)
         self.errors = [(str(s), str(m)) for s, m in (errors or [])]
+        self.warnings = [(str(s), str(m)) for s, m in (warnings or [])]
         store_attr('n_sites,kind,layer')
 
 # %% ../nbs/04_extract.ipynb #efb03ebe
@@ -58,7 +60,7 @@ def success_rate(self:ExtractionResult) -> float:
 def __repr__(self:ExtractionResult) -> str:
     ok = round(self.success_rate * self.n_sites)
     return (f'ExtractionResult({self.kind}: {len(self.data)} rows, {ok}/{self.n_sites} sites ok, '
-            f'{len(self.failed_ids)} failed)')
+            f'{len(self.failed_ids)} failed' + (f', {len(self.warnings)} warnings)' if self.warnings else ')'))
 
 # %% ../nbs/04_extract.ipynb #1c8927ac
 @patch

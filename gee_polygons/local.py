@@ -414,6 +414,13 @@ def coverage_errors(ids:list, # site ids
         if msg: out.append((sid, msg))
     return out
 
+def _result(df, problems, ids, kind, layer):
+    "An `ExtractionResult`: problems of sites without rows are errors, of sites with rows warnings."
+    from gee_polygons.extract import ExtractionResult
+    has_rows = set(df['site_id'])
+    return ExtractionResult(df, [p for p in problems if p[0] not in has_rows], len(ids), kind, layer,
+                            warnings=[p for p in problems if p[0] in has_rows])
+
 # %% ../nbs/08_local.ipynb #8d343cc0
 _WORKER = {}
 
@@ -521,15 +528,14 @@ def local_categorical(sites, # SiteCollection, list of Sites, or one Site
                       piece_size:int=250, # sites per piece
                      ):
     "Class areas per site and year from local rasters, as an `ExtractionResult` of the tidy categorical table."
-    from gee_polygons.extract import ExtractionResult
     _check_common(min_coverage, layer, CategoricalLayer)
     years = layer.check_years(years)
     specs = categorical_sources(source, layer, years, band_years)
     ids, geoms, bounds = _prepare(sites, specs)
     parts = run_pieces('categorical', (), geoms, specs, workers, progress, piece_size)
     total, valid = _gather(parts, len(ids), len(years))
-    errors = coverage_errors(ids, geoms, bounds, total, valid, years, min_coverage)
-    return ExtractionResult(_categorical_table(ids, years, layer, parts), errors, len(ids), 'categorical', layer)
+    problems = coverage_errors(ids, geoms, bounds, total, valid, years, min_coverage)
+    return _result(_categorical_table(ids, years, layer, parts), problems, ids, 'categorical', layer)
 
 # %% ../nbs/08_local.ipynb #509438b9
 def _ym(d, what) -> tuple:
@@ -584,7 +590,6 @@ def local_continuous(sites, # SiteCollection, list of Sites, or one Site
                      piece_size:int=250, # sites per piece
                     ):
     "Band statistics per site and period from local rasters, as an `ExtractionResult` of the tidy continuous table."
-    from gee_polygons.extract import ExtractionResult
     _check_common(min_coverage, layer, ContinuousLayer)
     if reducer not in REDUCERS: raise ValueError(f'Unknown reducer {reducer!r}; use one of {", ".join(REDUCERS)}.')
     pers = periods(start, end, frequency)
@@ -592,5 +597,5 @@ def local_continuous(sites, # SiteCollection, list of Sites, or one Site
     ids, geoms, bounds = _prepare(sites, specs)
     parts = run_pieces('continuous', (reducer,), geoms, specs, workers, progress, piece_size)
     df, total = _continuous_table(ids, layer.bands, pers, parts)
-    errors = coverage_errors(ids, geoms, bounds, total, None, pers, min_coverage)
-    return ExtractionResult(df, errors, len(ids), 'continuous', layer)
+    problems = coverage_errors(ids, geoms, bounds, total, None, pers, min_coverage)
+    return _result(df, problems, ids, 'continuous', layer)

@@ -11,7 +11,8 @@ import json, os, socket
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['offline_init', 'algorithm_names', 'known_algorithms', 'NetworkBlockedError', 'block_sockets', 'unblock_sockets']
+__all__ = ['restore_client', 'offline_init', 'algorithm_names', 'known_algorithms', 'NetworkBlockedError', 'block_sockets',
+           'unblock_sockets']
 
 # %% ../nbs/23_testing.ipynb #b36d0cab
 _PATCHED = ('data._install_cloud_api_resource', 'data.getAlgorithms', 'deprecation._FetchDataCatalogStac')
@@ -23,7 +24,15 @@ def _signatures() -> dict:
     path = Path(ee.__file__).parent/'tests'/'algorithms.json'
     return _cloud_api_utils.convert_algorithms(json.loads(path.read_text(encoding='utf-8')))
 
-# %% ../nbs/23_testing.ipynb #1c395afc
+# %% ../nbs/23_testing.ipynb #7be4d698
+_ORIGINALS = {}
+
+def restore_client():
+    "Undo `offline_init`'s patches of `ee.data`, so the client can talk to a server (an emulator) again."
+    import ee
+    for name, fn in _ORIGINALS.items(): setattr(ee.data, name, fn)
+
+# %% ../nbs/23_testing.ipynb #cbd1fd8f
 def offline_init(project:str='offline-project'): # project name the client will put in request paths
     "Initialise the real earthengine-api client offline from its shipped algorithm signatures."
     import ee
@@ -33,12 +42,14 @@ def offline_init(project:str='offline-project'): # project name the client will 
             raise RuntimeError(f'earthengine-api {ee.__version__} lacks ee.{name}; install the range pyproject.toml pins.')
     sigs = _signatures()
     ee.Reset()
+    _ORIGINALS.setdefault('_install_cloud_api_resource', ee.data._install_cloud_api_resource)
+    _ORIGINALS.setdefault('getAlgorithms', ee.data.getAlgorithms)
     ee.data._install_cloud_api_resource = lambda: None
     ee.data.getAlgorithms = lambda: sigs
     ee.deprecation._FetchDataCatalogStac = lambda: {}
     ee.Initialize(None, '', project=project)
 
-# %% ../nbs/23_testing.ipynb #e4c61eac
+# %% ../nbs/23_testing.ipynb #ec0bd81f
 def algorithm_names(obj) -> set:
     "Names of the Earth Engine algorithms invoked anywhere in `obj`'s serialized expression."
     import ee
@@ -56,7 +67,7 @@ def known_algorithms() -> set:
     "Names of every algorithm whose signature earthengine-api ships."
     return {k.removeprefix('algorithms/') for k in _signatures()}
 
-# %% ../nbs/23_testing.ipynb #5638a026
+# %% ../nbs/23_testing.ipynb #1c3e22e1
 class NetworkBlockedError(OSError):
     "A test tried to reach a host other than 127.0.0.1."
 
@@ -69,7 +80,7 @@ def _allowed(address) -> bool:
     host = str(address[0])
     return host in _LOOPBACK or host.startswith('127.')
 
-# %% ../nbs/23_testing.ipynb #0c9e26df
+# %% ../nbs/23_testing.ipynb #2dc7f0de
 def block_sockets():
     "Make every connection to a host other than 127.0.0.1 raise `NetworkBlockedError`."
     if _real: return
@@ -86,3 +97,15 @@ def unblock_sockets():
     if not _real: return
     socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = _real['connect'], _real['connect_ex'], _real['getaddrinfo']
     _real.clear()
+
+# %% ../nbs/23_testing.ipynb #0593774f
+_REEXPORTS = {'Emulator': 'emulator', 'connect_client': 'emulator', 'crash_after': 'emulator', 'SimulatedCrash': 'emulator',
+              'sites_over': 'emulator', 'count_features': 'emulator', 'Evaluator': 'evaluator',
+              'sample_evaluator': 'evaluator', 'UnsupportedAlgorithm': 'evaluator', 'make_sample_raster': 'sample_data',
+              'make_sample_sites': 'sample_data'}
+
+def __getattr__(name):
+    "Load the emulator, evaluator and sample-data names on first use."
+    if name not in _REEXPORTS: raise AttributeError(f"module 'gee_polygons.testing' has no attribute {name!r}")
+    from importlib import import_module
+    return getattr(import_module(f'gee_polygons.{_REEXPORTS[name]}'), name)

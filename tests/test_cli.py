@@ -62,7 +62,7 @@ def test_readme_main_job(in_tmp, truth):
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400 and img[..., :3].std() > 0.05
     lines = out.splitlines()
     assert lines[0] == f'sample, local engine: 20 sites x 8 years: {len(truth.data)} rows for 20 sites'
-    assert lines[1] == f'{len(truth.errors)} site errors (rows partial or absent):'
+    assert truth.errors == [] and lines[1] == f'{len(truth.warnings)} site warnings (rows cover part of the site):'
     assert lines[-2:] == ['wrote sample_areas.csv', 'wrote sample_areas.png']
 
 def test_python_dash_m_lists_commands():

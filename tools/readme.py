@@ -17,7 +17,10 @@ def _outputs(cell):
     "Text outputs of a code cell, as fenced blocks."
     out = []
     for o in cell.get('outputs', []):
-        txt = o.get('text') or o.get('data', {}).get('text/markdown') or o.get('data', {}).get('text/plain')
+        data = o.get('data', {})
+        if 'text/html' in data and '<table' in ''.join(data['text/html']):
+            out.append(re.sub(r'<style.*?</style>\s*', '', ''.join(data['text/html']), flags=re.S).strip()); continue
+        txt = o.get('text') or data.get('text/markdown') or data.get('text/plain')
         if txt: out.append('    ' + ''.join(txt).rstrip().replace('\n', '\n    '))
     return out
 
