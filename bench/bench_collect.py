@@ -12,6 +12,7 @@ a fresh subprocess per repeat, so peak RSS (ru_maxrss) belongs to it alone. Writ
 import argparse, json, platform, re, statistics, subprocess, sys, time
 from pathlib import Path
 import numpy as np
+from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT/'bench'/'out'
@@ -75,13 +76,6 @@ def report(res:dict, years:int, chunk:int, cmd:str) -> str:
         lines.append(f"| {n:,} | {r['files']:,.0f} | {r['rows']:,.0f} | {r['collect_s']:.2f} | {r['rows'] / r['collect_s']:,.0f} | "
                      f"{1e6 * r['collect_s'] / n:,.0f} | {r['rss_mb']:,.0f} | {r['missing']:,.0f} | {r['bad']:.0f} |")
     return '\n'.join(lines)
-
-def write_section(text, path=ROOT/'BENCHMARKS.md'):
-    "Replace (or append) our section of BENCHMARKS.md, leaving the other sections alone."
-    old = path.read_text() if path.exists() else '# Benchmarks\n'
-    pat = re.compile(re.escape(SECTION) + r'.*?(?=^## |\Z)', re.S | re.M)
-    new = pat.sub(lambda m: text + '\n\n', old) if pat.search(old) else old.rstrip('\n') + '\n\n' + text + '\n'
-    path.write_text(new)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

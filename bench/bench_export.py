@@ -16,6 +16,7 @@ Writes the section "## Batch exports (bench/bench_export.py)" of BENCHMARKS.md u
 """
 import argparse, json, os, platform, re, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
+from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -141,7 +142,7 @@ def main():
     with Emulator(max_running=10_000, task_seconds=10) as emu: sub = submit_child(emu.url, a.chunk)
     text = report(a, job, traced, poll, sub, manifest_mb)
     print(text)
-    if not a.no_write: write(text)
+    if not a.no_write: write_section(text)
 
 def report(a, job, traced, poll, sub, manifest_mb) -> str:
     n = job['n_tasks']
@@ -171,13 +172,5 @@ to build and serialize its Earth Engine graph plus {1000 / sub['start_per_s']:.1
 the real service the tasks' run time dominates everything. The job itself adds {max(0.0, job['rss_peak'] - job['rss_base']):.1f} MB of peak RSS over the loaded sites
 (tracemalloc peak {traced['trace_peak']:.1f} MB): the chunks of the manifest and the throttle's state.
 """
-
-def write(text:str):
-    "Replace (or append) this benchmark's section of BENCHMARKS.md, leaving the other sections alone."
-    path = ROOT/'BENCHMARKS.md'
-    old = path.read_text() if path.exists() else '# Benchmarks\n'
-    pat = re.compile(rf'^{re.escape(SECTION)}\n.*?(?=^## |\Z)', re.S | re.M)
-    new = pat.sub(lambda m: text.rstrip() + '\n\n', old) if pat.search(old) else old.rstrip() + '\n\n' + text
-    path.write_text(new)
 
 if __name__ == '__main__': main()

@@ -10,6 +10,7 @@ DEFLATE, band-interleaved) is generated once into bench/out/. Polygons: star-sha
 import argparse, json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
 import numpy as np
+from report import write_section
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / 'out'
@@ -196,18 +197,6 @@ def report(results, args):
               'building the tidy table. rasterstats counts whole pixels by centre and gives no areas. With 2 workers '
               'the CPU time includes starting two spawned Python processes (about 1–2 CPU s).', '']
     return '\n'.join(lines)
-
-
-def write_section(section):
-    path = HERE.parent / 'BENCHMARKS.md'
-    text = path.read_text() if path.exists() else '# Benchmarks\n'
-    head = '## Local engine (bench/bench_local.py)'
-    if head in text:
-        start = text.index(head)
-        nxt = text.find('\n## ', start + len(head))
-        text = text[:start] + section.rstrip() + '\n' + ('' if nxt < 0 else '\n' + text[nxt + 1:])
-    else: text = text.rstrip() + '\n\n' + section
-    path.write_text(text)
 
 
 if __name__ == '__main__':

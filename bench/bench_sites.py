@@ -13,6 +13,7 @@ import argparse, json, os, platform, re, statistics, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 from pyproj import Transformer
+from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'bench' / 'out'
@@ -114,13 +115,6 @@ def report(sizes, res, base, files, cmd):
               f"ratio {per[big] / per[small]:.2f} ({ok(per[big] / per[small] < 1.5)}; the ratio should stay near 1, "
               'and below 1 means fixed start-up costs dominate at small sizes).', '']
     return '\n'.join(lines)
-
-def write_section(text, path=ROOT / 'BENCHMARKS.md'):
-    "Replace (or append) our section of BENCHMARKS.md, leaving the other sections alone."
-    old = path.read_text() if path.exists() else '# Benchmarks\n'
-    pat = re.compile(re.escape(SECTION) + r'.*?(?=^## |\Z)', re.S | re.M)
-    new = pat.sub(lambda m: text + '\n', old) if pat.search(old) else old.rstrip('\n') + '\n\n' + text + '\n'
-    path.write_text(new)
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -57,7 +57,7 @@ def ee_call(kind:str, # what the call is, e.g. 'computeFeatures', 'start', 'list
             if not (retry and is_transient(e)) or attempt == policy.retries: raise
             policy.sleep(policy.delay(attempt))
 
-# %% ../nbs/03_gateway.ipynb #9470c353
+# %% ../nbs/03_gateway.ipynb #bf256036
 @contextmanager
 def hook(fn):
     "Install `fn(kind, args)` as a gateway hook for the duration of the block."
@@ -71,7 +71,7 @@ def observe():
     calls = []
     with hook(lambda kind, args: calls.append((kind, args))): yield calls
 
-# %% ../nbs/03_gateway.ipynb #c397b2b5
+# %% ../nbs/03_gateway.ipynb #b9626640
 @contextmanager
 def inject(rule, # (kind, args) -> Exception | None
            times:int|None=None): # stop injecting after this many faults
@@ -83,7 +83,7 @@ def inject(rule, # (kind, args) -> Exception | None
             fired.append((kind, err)); raise err
     with hook(_h): yield fired
 
-# %% ../nbs/03_gateway.ipynb #23a9f7ef
+# %% ../nbs/03_gateway.ipynb #fca69142
 def get_info(obj):
     "Evaluate `obj` on the server (`getInfo`)."
     return ee_call('getInfo', obj.getInfo)
@@ -98,7 +98,7 @@ def compute_features(fc:ee.FeatureCollection, page_size:int=1000) -> list:
         token = page.get('nextPageToken') or page.get('next_page_token')
         if not token: return feats
 
-# %% ../nbs/03_gateway.ipynb #5d36b745
+# %% ../nbs/03_gateway.ipynb #41fd2cd9
 def start_task(task) -> str:
     "Start the batch `task` and return its id."
     ee_call('start', task.start)
@@ -116,7 +116,7 @@ def cancel_operation(name:str):
     "Ask the service to cancel the operation called `name`."
     return ee_call('cancelOperation', ee.data.cancelOperation, name)
 
-# %% ../nbs/03_gateway.ipynb #8cc624f4
+# %% ../nbs/03_gateway.ipynb #e0b681c6
 class EarthEngineSetupError(RuntimeError):
     "Earth Engine cannot be used until the user authenticates or names a project."
 
@@ -129,7 +129,7 @@ def _setup_message(err) -> str|None:
     if 'no project found' in msg or 'has not been used in project' in msg:
         return "No Earth Engine project given: call gee_polygons.init(project='your-cloud-project')."
 
-# %% ../nbs/03_gateway.ipynb #4bb61e76
+# %% ../nbs/03_gateway.ipynb #340b4dd4
 def init(project:str|None=None, # Google Cloud project registered for Earth Engine
          credentials='persistent', # 'persistent' reads the stored credentials; or pass credentials objects
          url:str|None=None, # another API endpoint, e.g. a local emulator

@@ -186,10 +186,11 @@ def class_areas(values:np.ndarray, # (layers, cells) class codes; a 1-D array is
     lay, idx = np.nonzero(cnt > 0)
     return lay, codes[idx], cnt[lay, idx], tot[lay, idx]
 
-# %% ../nbs/08_local.ipynb #0e98fab1
+# %% ../nbs/08_local.ipynb #d2b800e8
 REDUCERS = ('mean', 'median', 'min', 'max', 'sum', 'stdDev')
 
 def _reduce(v, w, reducer):
+    "Reduce values `v` (1-D, all valid) with weights `w` by `reducer`, one of REDUCERS."
     if reducer == 'mean': return np.average(v, weights=w)
     if reducer == 'sum': return float((v * w).sum())
     if reducer in ('min', 'max'): return float(getattr(v, reducer)())
@@ -392,7 +393,7 @@ def _coverage_message(ext, total, valid, labels, min_coverage):
     worst = f' in {labels[int(share.argmin())]}' if gaps and share.max() - share.min() > 1e-9 else ''
     return f'raster covers {_pct(share.min())} of the site{worst} ({"; ".join(parts)}); rows describe the covered part only'
 
-# %% ../nbs/08_local.ipynb #31f62055
+# %% ../nbs/08_local.ipynb #9c2d6687
 def coverage_errors(ids:list, # site ids
                     geoms:list, # polygons in the raster's CRS (None when empty)
                     bounds:tuple, # raster extent (west, south, east, north) in its CRS
@@ -414,6 +415,7 @@ def coverage_errors(ids:list, # site ids
         if msg: out.append((sid, msg))
     return out
 
+# %% ../nbs/08_local.ipynb #cc5528f9
 def _result(df, problems, ids, kind, layer):
     "An `ExtractionResult`: problems of sites without rows are errors, of sites with rows warnings."
     from gee_polygons.extract import ExtractionResult
@@ -421,7 +423,7 @@ def _result(df, problems, ids, kind, layer):
     return ExtractionResult(df, [p for p in problems if p[0] not in has_rows], len(ids), kind, layer,
                             warnings=[p for p in problems if p[0] in has_rows])
 
-# %% ../nbs/08_local.ipynb #8d343cc0
+# %% ../nbs/08_local.ipynb #781eefbf
 _WORKER = {}
 
 def _worker_init(specs, cachemax_mb):
@@ -430,6 +432,7 @@ def _worker_init(specs, cachemax_mb):
     _WORKER['stack'] = RasterStack(specs)
 
 def _measure_piece(kind, args, stack, geoms):
+    "Measure `geoms` on `stack` with the piece function of `kind` ('categorical' or 'continuous')."
     return categorical_piece(stack, geoms) if kind == 'categorical' else continuous_piece(stack, geoms, *args)
 
 def _worker_piece(task):
@@ -453,7 +456,26 @@ def _auto_workers(n_sites:int, workers) -> int:
     if int(workers) < 1: raise ValueError(f'workers must be at least 1, not {workers}.')
     return int(workers)
 
-# %% ../nbs/08_local.ipynb #a3ac4c1e
+# %% ../nbs/08_local.ipynb #669a3836
+def _run_here(kind, args, geoms, specs, pieces, bar, gdal_cachemax) -> list:
+    "Measure `pieces` in this process: [(positions, result dict)], ticking `bar`."
+    out = []
+    with _need('rasterio').Env(GDAL_CACHEMAX=gdal_cachemax * 2**20), RasterStack(specs) as stack:  # bytes
+        for p in pieces: out.append((p, _measure_piece(kind, args, stack, [geoms[i] for i in p]))); bar.update(len(p))
+    return out
+
+# %% ../nbs/08_local.ipynb #2c6dc687
+def _run_workers(kind, args, geoms, specs, pieces, bar, workers:int, gdal_cachemax) -> list:
+    "Measure `pieces` in `workers` processes, each with its own datasets: [(positions, result dict)], in piece order."
+    mod = importlib.import_module('gee_polygons.local')  # workers import the installed module, not a notebook
+    tasks = [(kind, args, shapely.to_wkb(np.array([geoms[i] for i in p], dtype=object))) for p in pieces]
+    out = []
+    with ProcessPoolExecutor(workers, mp_context=get_context('spawn'), initializer=mod._worker_init,
+                             initargs=(specs, gdal_cachemax)) as ex:
+        for p, r in zip(pieces, ex.map(mod._worker_piece, tasks)): out.append((p, r)); bar.update(len(p))
+    return out
+
+# %% ../nbs/08_local.ipynb #57876a8c
 def run_pieces(kind:str, # 'categorical' or 'continuous'
                args:tuple, # extra arguments of the piece function (the reducer for continuous)
                geoms:list, # polygons in the raster's CRS (None for empty ones)
@@ -470,20 +492,12 @@ def run_pieces(kind:str, # 'categorical' or 'continuous'
     pieces = _pieces(geoms, max(workers * 4, -(-n_todo // piece_size)))
     bar = tqdm(total=len(geoms), disable=not progress, unit='site', desc=f'local {kind}')
     bar.update(len(geoms) - n_todo)
-    out = []
-    if workers == 1:
-        with _need('rasterio').Env(GDAL_CACHEMAX=gdal_cachemax * 2**20), RasterStack(specs) as stack:  # bytes
-            for p in pieces: out.append((p, _measure_piece(kind, args, stack, [geoms[i] for i in p]))); bar.update(len(p))
-    else:
-        mod = importlib.import_module('gee_polygons.local')  # workers import the installed module, not a notebook
-        tasks = [(kind, args, shapely.to_wkb(np.array([geoms[i] for i in p], dtype=object))) for p in pieces]
-        with ProcessPoolExecutor(workers, mp_context=get_context('spawn'), initializer=mod._worker_init,
-                                 initargs=(specs, gdal_cachemax)) as ex:
-            for p, r in zip(pieces, ex.map(mod._worker_piece, tasks)): out.append((p, r)); bar.update(len(p))
+    if workers == 1: out = _run_here(kind, args, geoms, specs, pieces, bar, gdal_cachemax)
+    else: out = _run_workers(kind, args, geoms, specs, pieces, bar, workers, gdal_cachemax)
     bar.close()
     return out
 
-# %% ../nbs/08_local.ipynb #a6e3c28e
+# %% ../nbs/08_local.ipynb #fa590328
 def _prepare(sites, specs) -> tuple:
     "Ids, geometries in the raster's CRS, and the raster's bounds."
     ids, geoms = site_geometries(sites)
@@ -491,6 +505,7 @@ def _prepare(sites, specs) -> tuple:
     return ids, to_raster_crs(geoms, crs), bounds
 
 def _check_common(min_coverage, layer, cls):
+    "Refuse a layer of the wrong kind, or a `min_coverage` outside [0, 1]."
     if not isinstance(layer, cls): raise TypeError(f'Expected a {cls.__name__}, got {type(layer).__name__}.')
     if not 0 <= min_coverage <= 1: raise ValueError(f'min_coverage is a share between 0 and 1, not {min_coverage}.')
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json, math, importlib.resources
 from pathlib import Path
 import numpy as np
-from .layers import CategoricalLayer
+from .layers import CategoricalLayer, ContinuousLayer
 
 # %% auto #0
 __all__ = ['SAMPLE_CLASSES', 'SAMPLE_PALETTE', 'SAMPLE_YEARS', 'SAMPLE_LAYER', 'ORIGIN', 'RES', 'SHAPE', 'DATA_DIR',
-           'sample_bounds', 'value_noise', 'fractal_noise', 'sample_classes', 'make_sample_raster', 'sample_sites',
-           'make_sample_sites', 'sample_sites_path', 'sample_raster_path', 'write_sample_data']
+           'SAMPLE_INDEX_DATES', 'SAMPLE_INDICES', 'INDEX_RES', 'sample_bounds', 'value_noise', 'fractal_noise',
+           'sample_classes', 'make_sample_raster', 'sample_sites', 'make_sample_sites', 'sample_sites_path',
+           'sample_raster_path', 'write_sample_data', 'sample_indices', 'make_sample_continuous']
 
 # %% ../nbs/20_sample_data.ipynb #77a69c90
 SAMPLE_CLASSES = {3: 'Forest Formation', 4: 'Savanna Formation', 12: 'Grassland', 15: 'Pasture',
@@ -200,3 +201,51 @@ def write_sample_data(folder=None, # output folder; the package's data folder by
     folder = Path(folder) if folder else DATA_DIR
     folder.mkdir(parents=True, exist_ok=True)
     return make_sample_sites(folder / 'sample_sites.geojson'), make_sample_raster(folder / 'sample_lulc.tif')
+
+# %% ../nbs/20_sample_data.ipynb #4977fbef
+SAMPLE_INDEX_DATES = {2020: ['2020-01-14', '2020-04-02', '2020-06-21', '2020-09-09', '2020-11-30'],
+                      2021: ['2021-02-03', '2021-04-18', '2021-07-07', '2021-09-25', '2021-12-12']}
+SAMPLE_INDICES = ContinuousLayer('users/gee-polygons/sample_indices', ['NDVI', 'EVI'], scale=90, years=list(SAMPLE_INDEX_DATES),
+                                 name='sample_indices', description='SYNTHETIC NDVI/EVI images 2020-2021 (examples and tests only)')
+INDEX_RES = 3 * RES # pixel size of the continuous sample, in degrees (about 90 m)
+
+# %% ../nbs/20_sample_data.ipynb #9d7e5c66
+def sample_indices(seed:int=2020, # seed of the generator
+                  ) -> dict:
+    "Deterministic {date: (2, rows, cols) float32 NDVI/EVI array, NaN under clouds} on the 90 m grid."
+    rng, shape = np.random.default_rng(seed), (SHAPE[0] // 3, SHAPE[1] // 3)
+    green, soil = fractal_noise(rng, shape, 3), fractal_noise(rng, shape, 6)
+    out = {}
+    for d in (d for ds in SAMPLE_INDEX_DATES.values() for d in ds):
+        season = math.cos(2 * math.pi * (int(d[5:7]) - 2) / 12)  # greenest in February, driest in August
+        ndvi = 0.15 + 0.6 * green + 0.12 * season * green + 0.04 * (rng.random(shape) - 0.5)
+        arr = np.stack([ndvi, 0.62 * ndvi + 0.08 * soil]).astype(np.float32)
+        arr[:, fractal_noise(rng, shape, 5) > 0.63] = np.nan  # clouds: both bands masked
+        out[d] = arr
+    return out
+
+# %% ../nbs/20_sample_data.ipynb #16656159
+def _write_indices(path, arr, transform, tags=None):
+    "Write a (2, rows, cols) float32 NDVI/EVI array as a GeoTIFF with NaN nodata."
+    rasterio = _rasterio()
+    with rasterio.open(path, 'w', driver='GTiff', width=arr.shape[2], height=arr.shape[1], count=2, dtype='float32',
+                       nodata=float('nan'), crs='EPSG:4326', transform=transform, compress='deflate') as dst:
+        dst.write(arr)
+        for i, b in enumerate(SAMPLE_INDICES.bands, 1): dst.set_band_description(i, b)
+        dst.update_tags(SYNTHETIC='yes', **(tags or {}))
+    return path
+
+# %% ../nbs/20_sample_data.ipynb #7114cdf1
+def make_sample_continuous(folder, # where to write; gets a `collection` folder and `composite_<year>.tif` files
+                           seed:int=2020, # seed of the generator
+                          ) -> tuple:
+    "Write the synthetic index collection and its yearly median composites: (collection folder, composite template)."
+    import warnings
+    folder = Path(folder); (folder / 'collection').mkdir(parents=True, exist_ok=True)
+    t, imgs = _rasterio().transform.from_origin(*ORIGIN, INDEX_RES, INDEX_RES), sample_indices(seed)
+    for d, arr in imgs.items(): _write_indices(folder / 'collection' / f'indices_{d}.tif', arr, t, {'DATE': d})
+    for y, dates in SAMPLE_INDEX_DATES.items():
+        with warnings.catch_warnings():  # pixels cloudy on every date stay NaN
+            warnings.simplefilter('ignore', RuntimeWarning); comp = np.nanmedian(np.stack([imgs[d] for d in dates]), axis=0)
+        _write_indices(folder / f'composite_{y}.tif', comp.astype(np.float32), t)
+    return folder / 'collection', str(folder / 'composite_{period}.tif')

@@ -475,7 +475,7 @@ class SiteCollection:
         self._init(*_load(pa, _structure_problems(pa, kinds, bad), [_clean_props(s.properties) for s in sites], 'sites', ids=[s.site_id for s in sites],
                           id_field='site_id', years=[s.start_year for s in sites], lazy=lazy, on_invalid=on_invalid, make_valid=make_valid))
 
-# %% ../nbs/01_sites.ipynb #fc3b4a33
+# %% ../nbs/01_sites.ipynb #7083e582
 @patch
 def _init(self:SiteCollection, store:_Store, lazy:bool, report:ValidationReport, id_field, idx=None) -> SiteCollection:
     "Set up this collection as a view of `store` at positions `idx` (all by default)."
@@ -489,6 +489,7 @@ def _view(self:SiteCollection, idx) -> SiteCollection:
     "A collection of the same store at positions `idx`."
     return SiteCollection.__new__(SiteCollection)._init(self._store, self.lazy, self.report, self.id_field, idx)
 
+# %% ../nbs/01_sites.ipynb #726eb662
 @patch
 def __len__(self:SiteCollection) -> int: return len(self._idx)
 

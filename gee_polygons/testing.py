@@ -24,7 +24,7 @@ def _signatures() -> dict:
     path = Path(ee.__file__).parent/'tests'/'algorithms.json'
     return _cloud_api_utils.convert_algorithms(json.loads(path.read_text(encoding='utf-8')))
 
-# %% ../nbs/23_testing.ipynb #7be4d698
+# %% ../nbs/23_testing.ipynb #7f4bf0d8
 _ORIGINALS = {}
 
 def restore_client():
@@ -32,7 +32,7 @@ def restore_client():
     import ee
     for name, fn in _ORIGINALS.items(): setattr(ee.data, name, fn)
 
-# %% ../nbs/23_testing.ipynb #cbd1fd8f
+# %% ../nbs/23_testing.ipynb #6f26a09d
 def offline_init(project:str='offline-project'): # project name the client will put in request paths
     "Initialise the real earthengine-api client offline from its shipped algorithm signatures."
     import ee
@@ -49,7 +49,7 @@ def offline_init(project:str='offline-project'): # project name the client will 
     ee.deprecation._FetchDataCatalogStac = lambda: {}
     ee.Initialize(None, '', project=project)
 
-# %% ../nbs/23_testing.ipynb #ec0bd81f
+# %% ../nbs/23_testing.ipynb #dcb55548
 def algorithm_names(obj) -> set:
     "Names of the Earth Engine algorithms invoked anywhere in `obj`'s serialized expression."
     import ee
@@ -65,9 +65,9 @@ def algorithm_names(obj) -> set:
 
 def known_algorithms() -> set:
     "Names of every algorithm whose signature earthengine-api ships."
-    return {k.removeprefix('algorithms/') for k in _signatures()}
+    return set(_signatures())
 
-# %% ../nbs/23_testing.ipynb #1c3e22e1
+# %% ../nbs/23_testing.ipynb #da39bebe
 class NetworkBlockedError(OSError):
     "A test tried to reach a host other than 127.0.0.1."
 
@@ -80,7 +80,7 @@ def _allowed(address) -> bool:
     host = str(address[0])
     return host in _LOOPBACK or host.startswith('127.')
 
-# %% ../nbs/23_testing.ipynb #2dc7f0de
+# %% ../nbs/23_testing.ipynb #d3bdf3b7
 def block_sockets():
     "Make every connection to a host other than 127.0.0.1 raise `NetworkBlockedError`."
     if _real: return
@@ -98,7 +98,7 @@ def unblock_sockets():
     socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = _real['connect'], _real['connect_ex'], _real['getaddrinfo']
     _real.clear()
 
-# %% ../nbs/23_testing.ipynb #0593774f
+# %% ../nbs/23_testing.ipynb #8a90d77a
 _REEXPORTS = {'Emulator': 'emulator', 'connect_client': 'emulator', 'crash_after': 'emulator', 'SimulatedCrash': 'emulator',
               'sites_over': 'emulator', 'count_features': 'emulator', 'Evaluator': 'evaluator',
               'sample_evaluator': 'evaluator', 'UnsupportedAlgorithm': 'evaluator', 'make_sample_raster': 'sample_data',
