@@ -64,3 +64,12 @@ def test_sync_check_catches_a_hand_edited_module(project_copy):
     assert check_sync.check(project_copy, 'export', 'gee_polygons', _nbdev('nbdev-export')) == ['gee_polygons/layers.py']
     cli = subprocess.run([sys.executable, str(ROOT/'tools'/'check_sync.py'), str(project_copy)], capture_output=True, text=True)
     assert cli.returncode == 1 and 'nbdev-export changes gee_polygons/layers.py' in cli.stdout
+
+def test_sidebar_lists_every_notebook_once_in_readers_order():
+    import yaml
+    side = yaml.safe_load((ROOT/'nbs'/'sidebar.yml').read_text())['website']['sidebar']['contents']
+    sections = [s['section'] for s in side]
+    assert sections == ['Getting started', 'Sites', 'Layers and datasets', 'Interactive extraction', 'Batch exports',
+                        'Results and charts', 'Command line', 'Testing your own pipelines']
+    listed = [nb for s in side for nb in s['contents']]
+    assert sorted(listed) == sorted(p.name for p in (ROOT/'nbs').glob('*.ipynb')) and len(set(listed)) == len(listed)
