@@ -1,5 +1,4 @@
-"""Matplotlib charts of the tidy categorical table: class areas over the years, per site or summed over many, and the
-net change of each class between two years.
+"""Matplotlib charts of the tidy categorical table: class areas over the years, per site or summed over many, and the net change of each class between two years.
 
 Docs: https://gee-polygons.github.io/gee_polygons/charts.html.md"""
 

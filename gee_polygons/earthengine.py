@@ -1,5 +1,4 @@
-"""The only module that builds Earth Engine expressions: a layer's years as one image, sites as a feature collection,
-and the per-chunk result tables, flattened on the server.
+"""The only module that builds Earth Engine expressions: a layer's years as one image, sites as a feature collection, and the per-chunk result tables, flattened on the server.
 
 Docs: https://gee-polygons.github.io/gee_polygons/earthengine.html.md"""
 

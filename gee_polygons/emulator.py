@@ -1,5 +1,4 @@
-"""A local Earth Engine REST server on 127.0.0.1 that the unmodified earthengine-api client talks to: table exports,
-the operations API, a controllable clock and fault injection.
+"""A local Earth Engine REST server on 127.0.0.1 that the unmodified earthengine-api client talks to: table exports, the operations API, a controllable clock and fault injection.
 
 Docs: https://gee-polygons.github.io/gee_polygons/emulator.html.md"""
 
@@ -29,6 +28,12 @@ def _op_id() -> str:
     "A fresh operation id in the service's style."
     return ''.join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(24))
 
+# %% ../nbs/22_emulator.ipynb #c9af18ec
+def _site_rows(rows) -> bool:
+    "Whether `rows` is a constant table of sites as `sites_fc` builds it: [site_id, coordinates] per site."
+    return isinstance(rows, list) and bool(rows) and all(
+        isinstance(r, list) and len(r) == 2 and isinstance(r[0], str) and isinstance(r[1], list) for r in rows)
+
 # %% ../nbs/22_emulator.ipynb #5678fe25
 def count_features(expression) -> int:
     "Number of inline features (sites) in a serialized Earth Engine expression (dict or JSON text)."
@@ -43,7 +48,8 @@ def count_features(expression) -> int:
         if 'arrayValue' in x: return len(x['arrayValue'].get('values', []))
         if isinstance(x.get('constantValue'), list): return len(x['constantValue'])
         fi = x.get('functionInvocationValue') or {}
-        return n_items(fi.get('arguments', {}).get('list')) if fi.get('functionName') == 'List.map' else 0
+        rows = deref(fi.get('arguments', {}).get('list')) if fi.get('functionName') == 'List.map' else None
+        return len(rows['constantValue']) if isinstance(rows, dict) and _site_rows(rows.get('constantValue')) else 0
     def walk(x):
         if isinstance(x, list): return sum(walk(v) for v in x)
         if not isinstance(x, dict): return 0

@@ -1,5 +1,4 @@
-"""Evaluates serialized Earth Engine expressions — the exact JSON the client sends — over local GeoTIFFs mapped to
-asset ids, so the emulator can answer `computeFeatures` and write real export files.
+"""Evaluates serialized Earth Engine expressions — the exact JSON the client sends — over local GeoTIFFs mapped to asset ids, so the emulator can answer `computeFeatures` and write real export files.
 
 Docs: https://gee-polygons.github.io/gee_polygons/evaluator.html.md"""
 

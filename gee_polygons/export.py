@@ -1,5 +1,4 @@
-"""Chunked Earth Engine table exports under a concurrency throttle, with a persistent manifest, resume, retry with
-splitting, cancel and a dry run.
+"""Chunked Earth Engine table exports under a concurrency throttle, with a persistent manifest, resume, retry with splitting, cancel and a dry run.
 
 Docs: https://gee-polygons.github.io/gee_polygons/export.html.md"""
 
@@ -273,6 +272,7 @@ def _has_slot(active:dict, max_concurrent:int, max_pending:int|None) -> bool:
     busy = sum(s in BUSY for s in active.values())
     return busy < max_concurrent and (max_pending is None or len(active) < max_pending)
 
+# %% ../nbs/05_export.ipynb #cc549b70
 def _wait_for_task_slot(active_tasks:dict, # task id -> last known state, for this job's unfinished tasks
                         max_concurrent:int, # tasks READY/RUNNING at once, at most
                         poll_sec:float=5, # seconds between polls
@@ -351,6 +351,7 @@ def _op_fields(op:dict|None) -> dict:
                eecu_seconds=md.get('batchEecuUsageSeconds'), destination_uris=md.get('destinationUris'))
     return {k: v for k, v in out.items() if v is not None}
 
+# %% ../nbs/05_export.ipynb #6f580e20
 @patch
 def _apply(self:ExportTask, ops:dict) -> list[Chunk]:
     "Update unfinished chunks from `ops` (task id -> Operation); save and return those that changed."
@@ -500,6 +501,7 @@ def _splittable(c:Chunk, cfg:ExportConfig) -> bool:
     err = c.error or ''
     return cfg.split_on_failure and c.n_sites > 1 and (gateway.is_scaling_error(err) or 'payload size exceeds' in err)
 
+# %% ../nbs/05_export.ipynb #0e8025f8
 @patch
 def _react(self:ExportTask, force:bool=False) -> int:
     "Split or requeue eligible failed chunks (all failed chunks if `force`); return how many."

@@ -1,5 +1,4 @@
-"""Class areas and band statistics for many polygons from local GeoTIFFs / COGs, with exact partial pixels and true
-cell areas: the offline twin of the Earth Engine path.
+"""Class areas and band statistics for many polygons from local GeoTIFFs / COGs, with exact partial pixels and true cell areas: the offline twin of the Earth Engine path.
 
 Docs: https://gee-polygons.github.io/gee_polygons/local.html.md"""
 

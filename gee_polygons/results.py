@@ -1,5 +1,4 @@
-"""Collect the chunk files of a batch export into the tidy table, with a completeness report: missing sites and years,
-missing chunk files, unreadable files and removed duplicates.
+"""Collect the chunk files of a batch export into the tidy table, with a completeness report: missing sites and years, missing chunk files, unreadable files and removed duplicates.
 
 Docs: https://gee-polygons.github.io/gee_polygons/results.html.md"""
 

@@ -1,5 +1,4 @@
-"""Run the real Earth Engine client with no account and no network: offline initialisation, a socket guard, and the
-local emulator.
+"""Run the real Earth Engine client with no account and no network: offline initialisation, a socket guard, and the local emulator.
 
 Docs: https://gee-polygons.github.io/gee_polygons/testing.html.md"""
 
@@ -102,7 +101,7 @@ def unblock_sockets():
 _REEXPORTS = {'Emulator': 'emulator', 'connect_client': 'emulator', 'crash_after': 'emulator', 'SimulatedCrash': 'emulator',
               'sites_over': 'emulator', 'count_features': 'emulator', 'Evaluator': 'evaluator',
               'sample_evaluator': 'evaluator', 'UnsupportedAlgorithm': 'evaluator', 'make_sample_raster': 'sample_data',
-              'make_sample_sites': 'sample_data'}
+              'make_sample_sites': 'sample_data', 'make_sample_continuous': 'sample_data'}
 
 def __getattr__(name):
     "Load the emulator, evaluator and sample-data names on first use."

@@ -1,5 +1,7 @@
 "pyproject.toml, settings.ini, setup.py and the package agree; the sync check catches hand-edited modules."
-import ast, re, shutil, subprocess, sys, tomllib
+import ast, re, shutil, subprocess, sys
+try: import tomllib
+except ImportError: import tomli as tomllib  # Python 3.10
 from pathlib import Path
 import pytest
 

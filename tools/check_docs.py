@@ -5,6 +5,16 @@ from pathlib import Path
 
 PROBLEMS = ('Error in notebook', 'Found cells containing imports')
 
+def summary_problems(nbs:Path) -> list:
+    "Notebooks whose `> ` summary spans several lines: nbdev keeps only the first line as the page description."
+    import json
+    out = []
+    for f in sorted(nbs.glob('*.ipynb')):
+        md = next((c for c in json.loads(f.read_text())['cells'] if c['cell_type'] == 'markdown'), None)
+        if md and sum(l.startswith('>') for l in ''.join(md['source']).splitlines()) > 1:
+            out.append(f'{f.name}: its "> " summary spans several lines; nbdev keeps only the first as the description')
+    return out
+
 def check(root:Path) -> list:
     "Problems `nbdev-proc-nbs` reports for a copy of the project at `root`."
     with tempfile.TemporaryDirectory() as tmp:
@@ -17,7 +27,8 @@ def check(root:Path) -> list:
         return found
 
 if __name__ == '__main__':
-    problems = check(Path(sys.argv[1] if len(sys.argv) > 1 else '.').resolve())
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else '.').resolve()
+    problems = summary_problems(root/'nbs') + check(root)
     for l in problems: print('FAIL:', l)
     if problems: sys.exit('nbdev-proc-nbs does not process the notebooks cleanly: run tools/split_imports.py on them, or fix the cell.')
     print('ok: nbdev-proc-nbs processes every notebook cleanly')
