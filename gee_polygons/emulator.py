@@ -17,7 +17,7 @@ from fastcore.basics import patch, store_attr
 
 # %% auto #0
 __all__ = ['ACTIVE', 'rfc3339', 'count_features', 'Op', 'Emulator', 'sites_over', 'connect_client', 'SimulatedCrash',
-           'crash_after']
+           'crash_after', 'site_ids', 'answering']
 
 # %% ../nbs/22_emulator.ipynb #03dc4108
 def rfc3339(t:float) -> str:
@@ -314,7 +314,7 @@ def _compute_features(self:Emulator, m, q, body):
     "Rows of a table expression from the evaluator, as GeoJSON features, paged."
     if self.evaluate is None: return _error(501, 'This emulator has no evaluator for computeFeatures.')
     try: rows = self.evaluate(body.get('expression'))
-    except Exception as e: return _error(400, f'{type(e).__name__}: {e}')
+    except Exception as e: return _error(400, str(e) if type(e).__name__ == 'EEException' else f'{type(e).__name__}: {e}')
     start, size = int(body.get('pageToken') or 0), int(body.get('pageSize') or 1000)
     out = {'type': 'FeatureCollection',
            'features': [{'type': 'Feature', 'geometry': None, 'properties': r} for r in rows[start:start + size]]}
@@ -453,3 +453,29 @@ def crash_after(starts:int, # tasks started before the crash
     export._checkpoints.append(hook)
     try: yield
     finally: export._checkpoints.remove(hook)
+
+# %% ../nbs/22_emulator.ipynb #4697b052
+def site_ids(expression) -> list:
+    "Ids of the sites inlined in a serialized expression (dict or JSON text), in order, without repeats."
+    if isinstance(expression, (str, bytes)): expression = json.loads(expression)
+    found = []
+    def walk(x):
+        if isinstance(x, dict):
+            if _site_rows(x.get('constantValue')): found.extend(r[0] for r in x['constantValue'])
+            for v in x.values(): walk(v)
+        elif isinstance(x, list):
+            for v in x: walk(v)
+    walk(expression)
+    return list(dict.fromkeys(found))
+
+# %% ../nbs/22_emulator.ipynb #6be12702
+@contextmanager
+def answering(answer, # fn(site ids of a request) -> list of row dicts; raise to fail the request
+              **kwargs): # more `Emulator` options
+    "A running emulator, the real client connected, whose `computeFeatures` rows are `answer(site ids)`; yields each request's ids."
+    requests = []
+    def evaluate(expression):
+        ids = site_ids(expression); requests.append(ids)
+        return answer(ids)
+    with Emulator(evaluate=evaluate, **kwargs) as emu:
+        emu.connect(); yield requests

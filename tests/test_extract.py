@@ -8,6 +8,7 @@ from gee_polygons.layers import CategoricalLayer
 from gee_polygons.sample_data import sample_sites_path
 from gee_polygons.sites import SiteCollection
 from gee_polygons.testing import offline_init, block_sockets
+from gee_polygons.emulator import Emulator, answering
 
 MB = CategoricalLayer('projects/mapbiomas-public/assets/brazil/lulc/collection10/mapbiomas_brazil_collection10_coverage_v2',
                       {3: 'Forest', 15: 'Pasture'}, {}, range(1985, 2025), name='mapbiomas')
@@ -22,31 +23,10 @@ def _offline():
     yield
     import time; gateway.policy.sleep = time.sleep
 
-def site_ids_in(expression) -> list:
-    "Site ids of the [[site_id, coordinates], ...] table in a request (test helper)."
-    d = ee.serializer.encode(expression, is_compound=False)
-    found = []
-    def walk(x):
-        if isinstance(x, dict):
-            l = x.get('list', {}).get('constantValue') if isinstance(x.get('list'), dict) else None
-            if l and isinstance(l[0], list) and len(l[0]) == 2 and isinstance(l[0][1], list): found.extend(r[0] for r in l)
-            for v in x.values(): walk(v)
-        elif isinstance(x, list):
-            for v in x: walk(v)
-    walk(d)
-    return list(dict.fromkeys(found))
-
 @contextmanager
 def fake_server(answer):
-    "Test fake of ee.data.computeFeatures: `answer(ids)` returns rows or raises."
-    orig, calls = ee.data.computeFeatures, []
-    def fake(params):
-        ids = site_ids_in(params['expression']); calls.append(ids)
-        rows = answer(ids)
-        return {'features': [{'type': 'Feature', 'geometry': None, 'properties': r} for r in rows]}
-    ee.data.computeFeatures = fake
-    try: yield calls
-    finally: ee.data.computeFeatures = orig
+    "The offline emulator, answering each request with `answer(its site ids)` (rows, or an exception); yields the ids."
+    with answering(answer) as calls: yield calls
 
 def rows_for(ids, empty=()):
     return [dict(site_id=i, year=2020, class_value=3, class_name='Forest', count=4.0, area_ha=.36, fraction=1.0)
@@ -99,13 +79,9 @@ def test_ee_path_agrees_with_local_engine_on_the_sample():
     from gee_polygons.evaluator import Evaluator
     from gee_polygons.sample_data import sample_raster_path, SAMPLE_LAYER
     ev = Evaluator({SAMPLE_LAYER.asset_id: str(sample_raster_path())})
-    def answer(params):
-        feats = ev.features(params['expression'])
-        start = int(params.get('pageToken') or 0); end = start + params['pageSize']
-        return {'features': feats[start:end], **({'nextPageToken': str(end)} if end < len(feats) else {})}
-    orig, ee.data.computeFeatures = ee.data.computeFeatures, answer
-    try: r = SITES.extract_categorical(SAMPLE_LAYER, [2016, 2020, 2023], chunk_size=7, progress=False)
-    finally: ee.data.computeFeatures = orig
+    with Emulator(evaluate=ev) as emu:
+        emu.connect()
+        r = SITES.extract_categorical(SAMPLE_LAYER, [2016, 2020, 2023], chunk_size=7, progress=False)
     loc = SITES.extract_categorical(SAMPLE_LAYER, [2016, 2020, 2023], source=sample_raster_path(), progress=False)
     assert set(r.data['site_id']) | set(r.failed_ids) == set(SITES.ids)
     keys = ['site_id', 'year', 'class_value']
