@@ -146,6 +146,7 @@ def schema_columns(df:pd.DataFrame, # rows read from a file, any dtypes
         if t != 'string' and not pd.api.types.is_float_dtype(out[c]): out[c] = pd.to_numeric(out[c], errors='coerce').astype(float)
     return out
 
+# %% ../nbs/06_results.ipynb #cfc6b7b6
 def bad_rows(df:pd.DataFrame, schema:dict) -> np.ndarray:
     "Mask of the rows of `schema_columns` output lacking a required value, or with a fractional year or class."
     bad = df[[c for c in _REQUIRED if c in schema]].isna().any(axis=1).to_numpy(bool, copy=True)
