@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/emulator.html.md"""
 
 # %% ../nbs/22_emulator.ipynb #a50d3302
 from __future__ import annotations
-import csv, importlib.util, io, json, re, secrets, socket, string, threading, time
+import csv, json, re, secrets, socket, string, threading, time
 from collections import Counter, deque
 from contextlib import contextmanager
 from datetime import datetime, timezone

@@ -8,7 +8,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/export.html.md"""
 from __future__ import annotations
 import hashlib, json, os, re, time
 from collections import Counter, deque
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from fastcore.basics import patch, store_attr

@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/layers.html.md"""
 
 # %% ../nbs/00_layers.ipynb #a43a55e4
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 import pandas as pd
 from fastcore.basics import listify

@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/testing.html.md"""
 
 # %% ../nbs/23_testing.ipynb #70f7de56
 from __future__ import annotations
-import json, os, socket
+import json, socket
 from pathlib import Path
 
 # %% auto #0

@@ -58,12 +58,12 @@ def project_copy(tmp_path):
 def _nbdev(cmd): return str(Path(sys.executable).parent/cmd)
 
 def test_sync_check_passes_on_the_repository(project_copy):
-    assert check_sync.check(project_copy, 'export', 'gee_polygons', _nbdev('nbdev-export')) == []
+    assert check_sync.check(project_copy, 'gee_polygons', _nbdev('nbdev-export')) == []
 
 def test_sync_check_catches_a_hand_edited_module(project_copy):
     mod = project_copy/'gee_polygons'/'layers.py'
     mod.write_text(mod.read_text() + '\nHAND_EDIT = 1\n')
-    assert check_sync.check(project_copy, 'export', 'gee_polygons', _nbdev('nbdev-export')) == ['gee_polygons/layers.py']
+    assert check_sync.check(project_copy, 'gee_polygons', _nbdev('nbdev-export')) == ['gee_polygons/layers.py']
     cli = subprocess.run([sys.executable, str(ROOT/'tools'/'check_sync.py'), str(project_copy)], capture_output=True, text=True)
     assert cli.returncode == 1 and 'nbdev-export changes gee_polygons/layers.py' in cli.stdout
 

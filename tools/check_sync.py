@@ -10,7 +10,7 @@ def _diff(a:Path, b:Path) -> list:
     for sub in cmp.common_dirs: out += _diff(a/sub, b/sub)
     return out
 
-def check(root:Path, step:str, tree:str, cmd:str) -> list:
+def check(root:Path, tree:str, cmd:str) -> list:
     "Run `cmd` in a copy of the project at `root`, and list files of `tree` it changed."
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)/'proj'
@@ -21,9 +21,9 @@ def check(root:Path, step:str, tree:str, cmd:str) -> list:
 if __name__ == '__main__':
     root, bin_dir = Path(sys.argv[1] if len(sys.argv) > 1 else '.').resolve(), Path(sys.executable).parent
     bad = False
-    for step, tree, cmd, fix in [('export', 'gee_polygons', 'nbdev-export', 'edit the notebook, not the module, then run nbdev-export'),
-                                 ('clean', 'nbs', 'nbdev-clean', 'run nbdev-clean and commit')]:
-        changed = check(root, step, tree, str(bin_dir/cmd))
+    for tree, cmd, fix in [('gee_polygons', 'nbdev-export', 'edit the notebook, not the module, then run nbdev-export'),
+                                 ('nbs', 'nbdev-clean', 'run nbdev-clean and commit')]:
+        changed = check(root, tree, str(bin_dir/cmd))
         if changed:
             bad = True
             print(f'FAIL: {cmd} changes {", ".join(changed)}: {fix}.')
