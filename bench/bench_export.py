@@ -5,8 +5,10 @@ Usage: python bench/bench_export.py [--sites 40000] [--chunk 50] [--repeat 5] [-
 
 The emulator runs in this process; the exporting client runs in a fresh subprocess, so its peak RSS is its own.
 Measured:
-- polling: HTTP requests and wall time of one status poll of the 800-task job (`ExportTask.status()`: one paged
-  listOperations pass) against the legacy pattern `ee.data.getTaskStatus(ids)` (one GET per task), in the same run;
+- polling: HTTP requests and wall time of one status poll (`ExportTask.status()`: one getOperation per unfinished task
+  of the job) with 2,400 unrelated operations in the project, against one paged listOperations pass (how this library
+  polled before: ceil(all operations / 500) requests) and the legacy `ee.data.getTaskStatus(ids)` (one GET per task of
+  the job, finished or not), in the same run;
 - submission (in a subprocess too): `gateway.start_task` alone on pre-built tasks (tasks/s), building + serializing
   one chunk's table (ms/chunk), and the whole job: 40,000 sites, 800 tasks, max_concurrent=10, emulator clock moving 5 s per poll;
 - client memory for the 40,000-site job: RSS once the sites are loaded, the peak RSS during the job alone (VmHWM,
@@ -21,6 +23,7 @@ from report import write_section
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SECTION = '## Batch exports (bench/bench_export.py)'
+ADVANCE = '/operations'  # the emulated clock moves with every poll request (listing or getOperation)
 
 CHILD = r'''
 import json, sys, time, tracemalloc
@@ -93,19 +96,35 @@ def timed(fn, repeat:int) -> tuple:
         t = time.perf_counter(); r = fn(); ts.append(time.perf_counter() - t)
     return statistics.median(ts), r
 
-def polling(emu, manifest, repeat:int) -> dict:
-    "Requests and seconds per poll: one listing pass against one getTaskStatus GET per task."
+def unrelated_ops(emu, n:int):
+    "Put `n` operations of other jobs into the emulated project (server side, as other users' exports would)."
+    body = dict(description='someone_else_export', expression={'values': {}, 'result': '0'},
+                fileExportOptions={'fileFormat': 'CSV', 'driveDestination': {'folder': 'other', 'filenamePrefix': 'x'}})
+    for _ in range(n): assert emu.handle('POST', f'/v1/projects/{emu.project}/table:export', {}, dict(body))[0] == 200
+
+def counted(emu, fn, repeat:int) -> tuple:
+    "(HTTP requests per call, median seconds per call, last result) of `fn`."
+    n = len(emu.log); t, r = timed(fn, repeat)
+    return (len(emu.log) - n) / repeat, t, r
+
+def polling(manifest, repeat:int, unrelated:int=2400, unfinished:int=10) -> dict:
+    "Requests and seconds per poll of a job with `unfinished` tasks among `unrelated` other operations, three ways."
     import ee, warnings
-    from gee_polygons.export import ExportTask
-    job = ExportTask.load(manifest)
-    n = len(emu.log); t_new, st = timed(job.status, repeat); req_new = (len(emu.log) - n) / repeat
-    assert set(st.values()) == {'COMPLETED'}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        n = len(emu.log); t_old, old = timed(lambda: ee.data.getTaskStatus(job.task_ids), max(1, repeat // 2))
-    req_old = (len(emu.log) - n) / max(1, repeat // 2)
-    assert {o['state'] for o in old} == {'COMPLETED'}
-    return dict(tasks=len(job.task_ids), req_new=req_new, req_old=req_old, t_new=t_new, t_old=t_old)
+    from gee_polygons import gateway
+    from gee_polygons.emulator import Emulator
+    from gee_polygons.export import ExportConfig, ExportDestination, ExportTask
+    with Emulator(max_running=0, task_seconds=10, queue_limit=10**6) as emu:  # nothing runs: the job's tasks stay unfinished
+        unrelated_ops(emu, unrelated); emu.connect()
+        job = squares(unfinished * 5).export_categorical(LAYER, [2020, 2021], ExportDestination('cloud_storage', 'bench-bucket/poll'),
+                                                          ExportConfig(chunk_size=5, max_concurrent=unfinished, manifest=manifest))
+        req_new, t_new, st = counted(emu, job.status, repeat)
+        req_list, t_list, ops = counted(emu, gateway.list_operations, repeat)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            req_old, t_old, old = counted(emu, lambda: ee.data.getTaskStatus(job.task_ids), repeat)
+    assert set(st.values()) == {'READY'} and len(ops) == unrelated + unfinished and len(old) == unfinished
+    return dict(tasks=unfinished, unrelated=unrelated, req_new=req_new, req_list=req_list, req_old=req_old,
+                t_new=t_new, t_list=t_list, t_old=t_old)
 
 def submission(chunk:int, n_tasks:int=100) -> dict:
     "start_task alone on pre-built tasks (tasks/s), and build + serialize time per chunk (ms)."
@@ -132,19 +151,19 @@ def main():
     from gee_polygons.testing import block_sockets; block_sockets()
     from gee_polygons.emulator import Emulator
     tmp = Path(tempfile.mkdtemp(prefix='bench_export_'))
-    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on='/operations$') as emu:
+    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on=ADVANCE) as emu:
         job = child(emu.url, a.sites, a.chunk, tmp/'job.json')
-        emu.connect()
-        poll = polling(emu, tmp/'job.json', a.repeat)
         manifest_mb = (tmp/'job.json').stat().st_size / 2**20
-    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on='/operations$') as emu:
+    poll = polling(tmp/'poll.json', a.repeat)
+    poll_big = polling(tmp/'poll_big.json', a.repeat, unrelated=10_000)
+    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on=ADVANCE) as emu:
         traced = child(emu.url, a.sites, a.chunk, tmp/'job2.json', trace=True)
     with Emulator(max_running=10_000, task_seconds=10) as emu: sub = submit_child(emu.url, a.chunk)
-    text = report(a, job, traced, poll, sub, manifest_mb)
+    text = report(a, job, traced, poll, poll_big, sub, manifest_mb)
     print(text)
     if not a.no_write: write_section(text)
 
-def report(a, job, traced, poll, sub, manifest_mb) -> str:
+def report(a, job, traced, poll, poll_big, sub, manifest_mb) -> str:
     n = job['n_tasks']
     return f"""{SECTION}
 
@@ -157,8 +176,10 @@ at once and its clock moves 5 s per poll request (10 s tasks).
 
 | measure | gee_polygons | legacy / reference | ratio |
 |---|---:|---:|---:|
-| HTTP requests per status poll of {poll['tasks']} tasks | {poll['req_new']:.0f} (`listOperations`, pages of 500) | {poll['req_old']:.0f} (`getTaskStatus`, one GET per task) | {poll['req_old'] / poll['req_new']:.0f}x fewer |
-| seconds per status poll of {poll['tasks']} tasks (median) | {poll['t_new']:.3f} | {poll['t_old']:.3f} | {poll['t_old'] / poll['t_new']:.1f}x faster |
+| HTTP requests per status poll: {poll['tasks']} unfinished tasks, {poll['unrelated']:,} unrelated operations in the project | {poll['req_new']:.0f} (`getOperation` per unfinished task) | {poll['req_list']:.0f} (one `listOperations` pass, pages of 500: the previous design) | listing / poll = {poll['req_list'] / poll['req_new']:.1f} |
+| the same with {poll_big['unrelated']:,} unrelated operations | {poll_big['req_new']:.0f} | {poll_big['req_list']:.0f} | listing / poll = {poll_big['req_list'] / poll_big['req_new']:.1f} |
+| seconds per status poll, {poll['unrelated']:,} / {poll_big['unrelated']:,} unrelated (median) | {poll['t_new']:.3f} / {poll_big['t_new']:.3f} | {poll['t_list']:.3f} / {poll_big['t_list']:.3f} | |
+| HTTP requests per poll after the job, {n} tasks all finished | 0 (finished tasks are never asked about) | {n} (`getTaskStatus`, one GET per task) | |
 | task starts per second, `gateway.start_task` on pre-built tasks | {sub['start_per_s']:.0f} | | |
 | building + serializing one {a.chunk}-site chunk (ms) | {sub['build_ms']:.1f} | | |
 | whole job: submit {n} tasks (s) / submit + wait (s) | {job['submit_s']:.1f} / {job['total_s']:.1f} | | {n / job['total_s']:.0f} tasks/s end to end |
@@ -166,8 +187,12 @@ at once and its clock moves 5 s per poll request (10 s tasks).
 | tracemalloc peak of the export (MB) | {traced['trace_peak']:.1f} | | |
 | manifest on disk (MB) | {manifest_mb:.2f} | | |
 
-Reading: a poll costs ceil(tasks / 500) requests however many tasks there are, so {poll['tasks']} tasks take
-{poll['req_new']:.0f} requests instead of {poll['req_old']:.0f}. Submitting one chunk costs {sub['build_ms']:.1f} ms
+Reading: a poll asks only about the job's own unfinished tasks (at most `max_concurrent` plus those being cancelled),
+so its cost no longer grows with the project: a listing pass costs {poll['req_list']:.0f} requests with
+{poll['unrelated']:,} unrelated operations present and {poll_big['req_list']:.0f} with {poll_big['unrelated']:,}, while the poll
+costs {poll['req_new']:.0f} and {poll_big['req_new']:.0f}. With few other operations one listing pass can be cheaper than one GET per
+task; a job that has listed once (on resume) knows the listing's size and lists instead when that is cheaper, still
+fetching missing tasks one by one. Submitting one chunk costs {sub['build_ms']:.1f} ms
 to build and serialize its Earth Engine graph plus {1000 / sub['start_per_s']:.1f} ms for the start request; against
 the real service the tasks' run time dominates everything. The job itself adds {max(0.0, job['rss_peak'] - job['rss_base']):.1f} MB of peak RSS over the loaded sites
 (tracemalloc peak {traced['trace_peak']:.1f} MB): the chunks of the manifest and the throttle's state.

@@ -1,204 +1,245 @@
-"""Benchmark of the local engine against a bare exactextract call and rasterstats.
+"""Benchmark of the local engine against a plain exactextract call and rasterstats, on the pinned input of bench_input.py.
 
-    python bench/bench_local.py            # print the markdown section
-    python bench/bench_local.py --write    # ...and put it in BENCHMARKS.md under "## Local engine (bench/bench_local.py)"
+    python bench/bench_local.py                    # print the markdown section
+    python bench/bench_local.py --write            # ...and put it in BENCHMARKS.md under "## Local engine (bench/bench_local.py)"
+    python bench/bench_local.py --sizes 10000 40000 --layouts gdal project
 
-A synthetic MapBiomas-like raster (EPSG:4326, 30 m pixels, 10,000 x 10,000, 14 yearly uint8 bands, tiled 512,
-DEFLATE, band-interleaved) is generated once into bench/out/. Polygons: star-shaped, 5-40 vertices, 1-500 ha
-(uniform), seeded. Every measurement runs in a fresh subprocess so that peak RSS and GDAL's cache are its own.
+Input (bench/bench_input.py, seeded): 10,000 polygons (4-60 vertices, 1-500 ha, 10% multipolygons, 10% with holes) over
+a 10,000 x 10,000, 14-band uint8 GeoTIFF, in GDAL's default layout (256-px tiles, pixel-interleaved, DEFLATE) and in
+the project's layout (512-px tiles, band-interleaved). Task: class areas of every site for all 14 years.
+
+Every measurement runs in a fresh subprocess. Its peak memory is measured three ways: the process's own ru_maxrss
+(a fresh process inherits no larger parent), the workers' ru_maxrss (spawned, so fresh interpreters too), and the
+largest sum of the RSS of the process and all its children sampled every 50 ms ("total"). CPU time is user + system
+of the process and its workers: on a shared machine it is steadier than wall time.
+With --check, the 1-process run's table is compared with bench/out/baseline/bench_<layout>.parquet (today's engine).
 """
-import argparse, json, os, platform, resource, subprocess, sys, time
+import argparse, json, os, platform, resource, subprocess, sys, threading, time
 from pathlib import Path
 import numpy as np
 from report import write_section
+import bench_input as B
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / 'out'
-RASTER = OUT / 'bench_lulc_10k.tif'
-SIZE, RES, ORIGIN, YEARS = 10_000, 0.00027, (-50.0, -10.0), list(range(2010, 2024))
-CLASSES = np.array([3, 4, 12, 15, 21, 24, 33], np.uint8)
-
-
-def make_raster(path=RASTER):
-    "Write the benchmark raster (about a minute): blocky fractal patches, yearly change and 3% speckle."
-    import rasterio
-    from rasterio.transform import from_origin
-    sys.path.insert(0, str(HERE.parent))
-    from gee_polygons.sample_data import fractal_noise
-    rng, lo = np.random.default_rng(0), SIZE // 4
-    nat, moist, press, mos = (fractal_noise(rng, (lo, lo), c, 5).astype(np.float32) for c in (8, 16, 8, 32))
-    water = np.abs(fractal_noise(rng, (lo, lo), 6, 5) - 0.5) < 0.006
-    base = np.where(nat > 0.47, np.where(moist > 0.52, 3, np.where(moist > 0.42, 4, 12)), np.where(mos > 0.55, 21, 15))
-    base = base.astype(np.uint8)
-    prof = dict(driver='GTiff', width=SIZE, height=SIZE, count=len(YEARS), dtype='uint8', nodata=0, crs='EPSG:4326',
-                transform=from_origin(*ORIGIN, RES, RES), tiled=True, blockxsize=512, blockysize=512,
-                compress='deflate', interleave='band', num_threads='all_cpus', bigtiff='if_safer')
-    OUT.mkdir(exist_ok=True)
-    tmp = path.with_suffix('.tmp.tif')
-    with rasterio.open(tmp, 'w', **prof) as dst:
-        cls = base.copy()
-        for i, y in enumerate(YEARS, 1):
-            t = y - YEARS[0]
-            cls[np.isin(cls, (3, 4)) & (press > 0.75 - 0.012 * t)] = 15
-            cls[(cls == 15) & (mos > 0.62 - 0.008 * t)] = 21
-            cls[water] = 33
-            full = np.repeat(np.repeat(cls, 4, axis=0), 4, axis=1)
-            speck = rng.integers(0, 100, size=full.shape, dtype=np.uint8) < 3
-            full[speck] = CLASSES[rng.integers(0, len(CLASSES), size=int(speck.sum()))]
-            dst.write(full, i)
-            dst.set_band_description(i, f'classification_{y}')
-            del full, speck
-    tmp.rename(path)
-
-
-def polygons(n, seed=1):
-    "n star-shaped polygons, 5-40 vertices, 1-500 ha, inside the raster."
-    import shapely
-    rng = np.random.default_rng(seed)
-    x0, y1 = ORIGIN; x1, y0 = x0 + SIZE * RES, y1 - SIZE * RES
-    out = []
-    for _ in range(n):
-        k, ha = int(rng.integers(5, 41)), rng.uniform(1, 500)
-        cx, cy = rng.uniform(x0 + 0.05, x1 - 0.05), rng.uniform(y0 + 0.05, y1 - 0.05)
-        ang = (np.arange(k) + rng.uniform(0, 0.9, k)) * 2 * np.pi / k
-        rad = rng.uniform(0.7, 1.3, k)
-        unit = 0.5 * np.sum(rad * np.cos(ang) * np.roll(rad * np.sin(ang), -1) - np.roll(rad * np.cos(ang), -1) * rad * np.sin(ang))
-        r = np.sqrt(ha * 1e4 / unit) / 111_320
-        out.append(shapely.Polygon(np.c_[cx + r * rad * np.cos(ang) / np.cos(np.radians(cy)), cy + r * rad * np.sin(ang)]))
-    return out
+BASELINE = B.OUT / 'baseline'
 
 
 def cpu_seconds():
-    "CPU time (user + system) of this process and its finished children, e.g. the pool's workers."
+    "CPU time (user + system) of this process and its finished children (the pool's workers)."
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-# --- the three ways, each run in its own subprocess -------------------------------------------------------------
-def run_local(n, workers):
+class TreePeak:
+    "Samples the summed RSS of this process and all its children every 50 ms; `.peak_mb` is the largest sum."
+    def __init__(self):
+        import psutil
+        self.me, self.peak_mb, self.stop = psutil.Process(), 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start()
+    def _run(self):
+        while not self.stop.is_set():
+            try: rss = sum(p.memory_info().rss for p in [self.me, *self.me.children(recursive=True)])
+            except Exception: continue
+            self.peak_mb = max(self.peak_mb, rss / 2**20); self.stop.wait(0.05)
+    def close(self): self.stop.set(); self.thread.join(); return self.peak_mb
+
+
+def sites(n):
     from gee_polygons.sites import Site, SiteCollection
+    return SiteCollection([Site(f's{i}', p) for i, p in enumerate(B.polygons(n))], lazy=False)
+
+
+def run_local(n, layout, workers):
     from gee_polygons.layers import CategoricalLayer
     from gee_polygons.local import local_categorical
-    sites = SiteCollection([Site(f's{i}', p) for i, p in enumerate(polygons(n))], lazy=False)
-    lyr = CategoricalLayer('bench', {int(c): str(c) for c in CLASSES}, {}, YEARS, name='bench')
+    sc = sites(n)
+    lyr = CategoricalLayer('bench', {int(c): str(c) for c in B.CLASSES}, {}, B.YEARS, name='bench')
     c, t = cpu_seconds(), time.perf_counter()
-    res = local_categorical(sites, lyr, YEARS, RASTER, workers=workers, progress=False)
-    return time.perf_counter() - t, cpu_seconds() - c, len(res.data), len(res.errors)
+    res = local_categorical(sc, lyr, B.YEARS, B.RASTERS[layout], workers=workers, progress=False)
+    secs, cpu = time.perf_counter() - t, cpu_seconds() - c
+    if n == 10_000 and workers == 1: res.data.to_parquet(B.OUT / f'local_{layout}_{n}.parquet')
+    return secs, cpu, len(res.data)
 
 
-def _bare_ops(src):
-    from exactextract import Operation
-    return [Operation('unique', 'u', src), Operation('frac', 'f', src), Operation('count', 'n', src),
-            Operation('count', 'a', src, options={'coverage_weight': 'area_spherical_m2'})]
+def run_today(n, layout, workers):
+    "The engine before this change (a copy of its module in bench/out/baseline/local_today.py), for a same-run ratio."
+    sys.path.insert(0, str(BASELINE))
+    import local_today
+    from gee_polygons.layers import CategoricalLayer
+    sc = sites(n)
+    lyr = CategoricalLayer('bench', {int(c): str(c) for c in B.CLASSES}, {}, B.YEARS, name='bench')
+    c, t = cpu_seconds(), time.perf_counter()
+    res = local_today.local_categorical(sc, lyr, B.YEARS, B.RASTERS[layout], workers=workers, progress=False)
+    return time.perf_counter() - t, cpu_seconds() - c, len(res.data)
 
 
-def run_exactextract(n, hilbert):
-    "One exact_extract call: unique, frac, count and area-weighted count for each of the 14 bands."
-    import geopandas as gpd, rasterio
+def run_plain(n, layout, _):
+    "The plain call: exact_extract(tif, gdf, ['unique', 'frac']) over all 14 bands."
+    import geopandas as gpd
     from exactextract import exact_extract
-    from exactextract.raster import RasterioRasterSource
-    gdf = gpd.GeoDataFrame({'site_id': [f's{i}' for i in range(n)]}, geometry=polygons(n), crs=4326)
-    if hilbert: gdf = gdf.iloc[np.argsort(gdf.geometry.hilbert_distance().to_numpy(), kind='stable')]
+    gdf = gpd.GeoDataFrame({'site_id': [f's{i}' for i in range(n)]}, geometry=B.polygons(n), crs=4326)
     c, t = cpu_seconds(), time.perf_counter()
-    with rasterio.open(RASTER) as ds:
-        srcs = [RasterioRasterSource(ds, b, name=f'b{b}') for b in range(1, ds.count + 1)]
-        ops = [op for s in srcs for op in _bare_ops(s)]
-        df = exact_extract(srcs, gdf, ops, include_cols=['site_id'], output='pandas')
-    return time.perf_counter() - t, cpu_seconds() - c, len(df), 0
+    df = exact_extract(str(B.RASTERS[layout]), gdf, ['unique', 'frac'], include_cols=['site_id'], output='pandas')
+    return time.perf_counter() - t, cpu_seconds() - c, len(df)
 
 
-def run_rasterstats(n):
+def run_rasterstats(n, layout, _):
     "rasterstats zonal_stats(categorical=True), band by band (pixel-centre counts, no areas)."
     from rasterstats import zonal_stats
-    polys = polygons(n)
+    polys = B.polygons(n)
     c, t = cpu_seconds(), time.perf_counter()
-    rows = sum(len(zonal_stats(polys, str(RASTER), band=b, categorical=True, nodata=0)) for b in range(1, len(YEARS) + 1))
-    return time.perf_counter() - t, cpu_seconds() - c, rows, 0
+    rows = sum(len(zonal_stats(polys, str(B.RASTERS[layout]), band=b, categorical=True, nodata=0))
+               for b in range(1, len(B.YEARS) + 1))
+    return time.perf_counter() - t, cpu_seconds() - c, rows
 
 
-def child(method, n, arg):
-    fn = dict(local=lambda: run_local(n, int(arg)), exactextract=lambda: run_exactextract(n, arg == 'hilbert'),
-              rasterstats=lambda: run_rasterstats(n))[method]
-    secs, cpu, rows, errs = fn()
+def child(method, n, layout, arg):
+    peak = TreePeak()
+    secs, cpu, rows = dict(local=run_local, today=run_today, plain=run_plain, rasterstats=run_rasterstats)[method](n, layout, int(arg or 0))
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps(dict(seconds=secs, cpu=cpu, rows=rows, errors=errs, rss_mb=me.ru_maxrss / 1024,
-                          child_rss_mb=kids.ru_maxrss / 1024)))
+    print(json.dumps(dict(seconds=secs, cpu=cpu, rows=rows, rss_mb=me.ru_maxrss / 1024, worker_rss_mb=kids.ru_maxrss / 1024,
+                          total_mb=peak.close())))
 
 
-def measure(method, n, arg=''):
+def measure(method, n, layout, arg=''):
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-    out = subprocess.run([sys.executable, __file__, '--child', method, str(n), str(arg)], capture_output=True,
-                         text=True, env=env, check=True)
+    if method == 'local':  # numba's disk cache is invalidated whenever local.py is rewritten: compile it first
+        subprocess.run([sys.executable, '-c', 'import gee_polygons.local as L; L._warm_up()'], env=env, check=True)
+    out = subprocess.run([sys.executable, __file__, '--child', method, str(n), layout, str(arg)], capture_output=True,
+                         text=True, env=env)
+    if out.returncode: raise SystemExit(f'{method} {n} {layout} failed:\n{out.stderr[-3000:]}')
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    r.update(method=method, n=n, arg=arg, sites_per_s=n / r['seconds'], cpu_per_k=1000 * r['cpu'] / n)
-    print(f"  {method:13s} {arg!s:8s} n={n:6d}: {r['seconds']:7.2f} s  {r['sites_per_s']:8.1f} sites/s  "
-          f"cpu {r['cpu_per_k']:6.1f} s/1000 sites  "
-          f"peak {r['rss_mb']:.0f} MB (workers {r['child_rss_mb']:.0f} MB)", file=sys.stderr)
+    r.update(method=method, n=n, layout=layout, arg=arg, sites_per_s=n / r['seconds'], cpu_ms=1000 * r['cpu'] / n,
+             load=os.getloadavg()[0])
+    print(f"  {method:11s} {layout:7s} {arg!s:2s} n={n:6d}: {r['seconds']:7.2f} s {r['sites_per_s']:7.0f} sites/s "
+          f"cpu {r['cpu_ms']:5.2f} ms/site, peak {r['rss_mb']:.0f} MB + workers {r['worker_rss_mb']:.0f} MB, "
+          f"total {r['total_mb']:.0f} MB, load {r['load']:.1f}", file=sys.stderr)
     return r
+
+
+def check(layout):
+    "Largest relative difference between today's engine's table (baseline) and this run's, or None without one."
+    import pandas as pd
+    old, new = BASELINE / f'bench_{layout}.parquet', B.OUT / f'local_{layout}_10000.parquet'
+    if not (old.exists() and new.exists()): return None
+    a, b = pd.read_parquet(old), pd.read_parquet(new)
+    keys = ['site_id', 'year', 'class_value', 'class_name']
+    if len(a) != len(b) or not a[keys].equals(b[keys]): return float('inf')
+    return max(float(np.max(np.abs(a[c] - b[c]) / np.maximum(np.abs(a[c]), 1e-300))) for c in ('count', 'area_ha', 'fraction'))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--write', action='store_true')
-    ap.add_argument('--sizes', type=int, nargs='+', default=[1000, 10000])
-    ap.add_argument('--rasterstats-sample', type=int, default=100)
+    ap.add_argument('--check', action='store_true', help="compare the 1-process table with today's (bench/out/baseline)")
+    ap.add_argument('--sizes', type=int, nargs='+', default=[10_000, 40_000])
+    ap.add_argument('--layouts', nargs='+', default=['gdal', 'project'])
+    ap.add_argument('--rasterstats-sample', type=int, default=200)
+    ap.add_argument('--report', action='store_true', help='only rebuild the section from bench/out/bench_local_results.json')
     args = ap.parse_args()
-    if not RASTER.exists():
-        t = time.perf_counter(); make_raster(); print(f'raster written in {time.perf_counter() - t:.0f} s', file=sys.stderr)
-    results, load0 = [], os.getloadavg()[0]
-    for n in args.sizes:
-        results += [measure('local', n, 2), measure('local', n, 1), measure('exactextract', n, 'input'),
-                    measure('exactextract', n, 'hilbert')]
-    results.append(measure('rasterstats', args.rasterstats_sample))
-    args.load = (load0, os.getloadavg()[0])
-    (OUT / 'bench_local_results.json').write_text(json.dumps(results, indent=1))
+    if args.report:
+        saved = json.loads((B.OUT / 'bench_local_results.json').read_text())
+        vars(args).update(saved['meta']); section = report(saved['results'], args); print(section)
+        if args.write: write_section(section)
+        return
+    B.make_rasters()
+    results, args.load0, args.t0 = [], os.getloadavg(), time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    small, big = args.sizes[0], args.sizes[1:]
+    if (BASELINE / 'local_today.py').exists(): results.append(measure('today', small, args.layouts[0], 1))
+    for layout in args.layouts:  # the methods side by side, per layout
+        results += [measure('local', small, layout, 2), measure('local', small, layout, 1), measure('plain', small, layout)]
+    results.append(measure('rasterstats', args.rasterstats_sample, args.layouts[0]))
+    for n in big: results.append(measure('local', n, args.layouts[0], 2))  # is the cost per site flat?
+    args.load1, args.diffs = os.getloadavg(), {l: check(l) for l in args.layouts} if args.check else {}
+    meta = dict(t0=args.t0, sizes=args.sizes, layouts=args.layouts, diffs=args.diffs, rasterstats_sample=args.rasterstats_sample)
+    (B.OUT / 'bench_local_results.json').write_text(json.dumps(dict(meta=meta, results=results), indent=1))
     section = report(results, args)
     print(section)
     if args.write: write_section(section)
 
 
 def report(results, args):
-    import exactextract, rasterio
-    get = lambda m, n, a: next(r for r in results if (r['method'], r['n'], str(r['arg'])) == (m, n, str(a)))
-    rs = next(r for r in results if r['method'] == 'rasterstats')
-    mb = RASTER.stat().st_size / 2**20
+    import exactextract, rasterio, numba
+    get = lambda m, n, l, a='': next(r for r in results if (r['method'], r['n'], r['layout'], str(r['arg'])) == (m, n, l, str(a)))
     ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
+    small = args.sizes[0]
+    names = {'gdal': "GDAL default (256 tiles, pixel-interleaved)", 'project': 'project (512 tiles, band-interleaved)'}
     lines = ['## Local engine (bench/bench_local.py)', '',
-             f'Command: `.venv/bin/python bench/bench_local.py --write` on {os.cpu_count()} cores, {ram:.0f} GB RAM '
-             f'({platform.machine()}; shared with other jobs: load average {args.load[0]:.1f} at the start, '
-             f'{args.load[1]:.1f} at the end, so absolute figures are pessimistic), Python {platform.python_version()}, '
-             f'exactextract {exactextract.__version__}, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__}).', '',
-             f'Raster: SYNTHETIC MapBiomas-like, EPSG:4326, 30 m (0.00027°), {SIZE:,} × {SIZE:,} px, {len(YEARS)} yearly uint8 '
-             f'bands, tiled 512, DEFLATE, band-interleaved ({mb:.0f} MB). Polygons: star-shaped, 5–40 vertices, '
-             '1–500 ha (uniform). Task: per-site class areas for all 14 years. Each row is a fresh process. '
-             'Because the machine is shared, the CPU time (user + system, workers included) is given next to the '
-             'wall-clock time: it is the steadier basis for comparing methods.', '',
-             '| method | sites | wall s | sites/s | vs bare (wall) | CPU s / 1,000 sites | vs bare (CPU) | peak RSS MB (worker) |',
-             '|---|---|---|---|---|---|---|---|']
-    row = lambda label, r, bare, n: (f"| {label} | {n} | {r['seconds']:.1f} | {r['sites_per_s']:.0f} | "
-                                     f"{r['sites_per_s'] / bare['sites_per_s']:.2f}× | {r['cpu_per_k']:.1f} | "
-                                     f"{bare['cpu_per_k'] / r['cpu_per_k']:.2f}× | {r['rss_mb']:.0f}"
-                                     + (f" ({r['child_rss_mb']:.0f})" if r['child_rss_mb'] > 1 else '') + ' |')
-    for n in args.sizes:
-        bare = get('exactextract', n, 'input')
-        for m, a, label in [('local', 2, 'local engine, 2 workers'), ('local', 1, 'local engine, 1 process'),
-                            ('exactextract', 'input', 'bare exactextract, input order'),
-                            ('exactextract', 'hilbert', 'bare exactextract, Hilbert-sorted')]:
-            lines.append(row(label, get(m, n, a), bare, f'{n:,}'))
-    big = args.sizes[-1]
-    best, bare = get('local', big, 2), get('exactextract', big, 'input')
-    lines.append(row('rasterstats zonal_stats(categorical=True), per band', rs, bare, f"{rs['n']:,} (sample)"))
-    lines += ['', f"At {big:,} sites the local engine (2 workers) runs at {best['sites_per_s'] / bare['sites_per_s']:.2f}× "
-              f"the throughput of a bare exactextract call (target ≥ 0.8×; {bare['cpu_per_k'] / best['cpu_per_k']:.2f}× by CPU "
-              f"time) and {best['sites_per_s'] / rs['sites_per_s']:.0f}× rasterstats (target ≥ 10×; "
-              f"{rs['cpu_per_k'] / best['cpu_per_k']:.0f}× by CPU time; rasterstats measured on a sample, per site).",
-              '', 'Notes: the bare exactextract call computes unique/frac/count/area-weighted count per band (array '
-              'cells, no tidy table); the local engine time includes reprojection, validation, Hilbert sorting and '
-              'building the tidy table. rasterstats counts whole pixels by centre and gives no areas. With 2 workers '
-              'the CPU time includes starting two spawned Python processes (about 1–2 CPU s).', '']
-    return '\n'.join(lines)
+             f'Command: `python bench/bench_local.py --write --check` (defaults: `--sizes 10000 40000 --layouts gdal project '
+             f'--rasterstats-sample {args.rasterstats_sample}`)  ',
+             f'Machine: {os.cpu_count()} cores, {ram:.0f} GB RAM, {platform.machine()} Linux, Python {platform.python_version()}, '
+             f'exactextract {exactextract.__version__}, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__}), '
+             f'numba {numba.__version__}.  ',
+             f'Date: {args.t0}. **The 2 cores were shared with other jobs**: the 1-minute load average was '
+             f"{min(r['load'] for r in results):.1f}–{max(r['load'] for r in results):.1f} during the runs (2 would "
+             'fill the machine), so wall times are pessimistic and noisy, two workers gain little over one process on an '
+             'oversubscribed machine, and CPU time is inflated too. The ratios between methods measured in the same run, '
+             'and CPU time, are the figures to compare.', '',
+             'Input: `bench/bench_input.py` (seeded): polygons of 4–60 vertices, 1–500 ha, 10% multipolygons, 10% with holes, '
+             'over a SYNTHETIC MapBiomas-like 10,000 × 10,000 px, 14-band uint8 GeoTIFF (EPSG:4326, 30 m, DEFLATE, 5% pixel '
+             'speckle) in two layouts. Task: class areas of every site for all 14 years. Each row is a fresh process.', '',
+             f'| method ({small:,} sites × 14 years) | raster layout | sites/s | CPU ms/site | vs plain call (wall) | '
+             'vs plain call (CPU) | peak RSS: process + workers (total sampled) |', '|---|---|---:|---:|---:|---:|---:|']
+    mem = lambda r: (f"{r['rss_mb']:.0f} MB" + (f" + 2 × {r['worker_rss_mb']:.0f} MB" if str(r['arg']) == '2' else '')
+                     + f" ({r['total_mb']:.0f} MB)")
+    for layout in args.layouts:
+        plain = get('plain', small, layout)
+        for m, a, label in [('local', 2, '`local_categorical`, 2 workers'), ('local', 1, '`local_categorical`, 1 process'),
+                            ('plain', '', "plain `exact_extract(tif, gdf, ['unique', 'frac'])`")]:
+            r = get(m, small, layout, a)
+            lines.append(f"| {label} | {names[layout]} | {r['sites_per_s']:,.0f} | {r['cpu_ms']:.2f} | "
+                         f"{r['sites_per_s'] / plain['sites_per_s']:.2f}× | {plain['cpu_ms'] / r['cpu_ms']:.2f}× | {mem(r)} |")
+    rs, plain0 = next(r for r in results if r['method'] == 'rasterstats'), get('plain', small, args.layouts[0])
+    today = [r for r in results if r['method'] == 'today']
+    for r in today:
+        lines.append(f"| the engine before this change, 1 process | {names[r['layout']]} | {r['sites_per_s']:,.0f} | {r['cpu_ms']:.2f} | "
+                     f"{r['sites_per_s'] / plain0['sites_per_s']:.2f}× | {plain0['cpu_ms'] / r['cpu_ms']:.2f}× | {mem(r)} |")
+    lines.append(f"| rasterstats `zonal_stats(categorical=True)` per band, on the first {rs['n']:,} sites | {names[rs['layout']]} | "
+                 f"{rs['sites_per_s']:,.1f} | {rs['cpu_ms']:.1f} | {rs['sites_per_s'] / plain0['sites_per_s']:.2f}× | "
+                 f"{plain0['cpu_ms'] / rs['cpu_ms']:.2f}× | {mem(rs)} |")
+    base = get('local', small, args.layouts[0], 2)
+    lines += ['', f'Cost per site as the collection grows (`local_categorical`, 2 workers, {names[args.layouts[0]]}):', '',
+              '| sites | sites/s | CPU ms/site | CPU per site vs 10,000 | peak RSS total (sampled) |', '|---:|---:|---:|---:|---:|']
+    for r in [base] + [get('local', n, args.layouts[0], 2) for n in args.sizes[1:]]:
+        lines.append(f"| {r['n']:,} | {r['sites_per_s']:,.0f} | {r['cpu_ms']:.2f} | {r['cpu_ms'] / base['cpu_ms']:.2f} | "
+                     f"{r['total_mb']:.0f} MB |")
+    if args.diffs:
+        lines += ['', 'Accuracy: the 1-process tables of this run against those of the engine before this change (same input; '
+                  'same rows, ids, years and classes): largest relative difference of count, area_ha and fraction: ' +
+                  ', '.join(f'{names[l]} {d:.1e}' if d is not None else f'{names[l]} (no baseline)' for l, d in args.diffs.items()) + '.']
+    now = get('local', small, args.layouts[0], 1)
+    if today: lines += ['', f"Same run, same input, 1 process: this engine takes {now['cpu_ms']:.2f} CPU ms per site against "
+                        f"{today[0]['cpu_ms']:.2f} before ({today[0]['cpu_ms'] / now['cpu_ms']:.2f}× less CPU)."]
+    return '\n'.join(lines + ['', LEVERS, ''])
+
+
+LEVERS = """Which lever did what (10,000 sites, GDAL-default layout, one process; CPU seconds measured with cProfile or
+process_time during this session, on the shared machine):
+
+- **Class tally compiled (numba).** One pass over every covered cell adds its coverage and its area to a
+  (layer, class) table, then emits the classes present: 0.21–0.29 ms per site (3,000 cells × 14 layers), against the
+  28 `np.bincount` calls per site before (21% of the old 27 s, about 0.57 ms per site). Layer-inner order and
+  interleaved (count, area) accumulators were measured fastest (0.30 and 0.21 ms per site against 0.59 for
+  layer-outer loops on random classes).
+- **Tiles decoded once per run.** A piece's sites (Hilbert order) are cut into runs whose tiles fit in 32 MB; each
+  tile a run touches is read once, tile-aligned, all layers at once. With 250 sites per piece the engine reads 1.29×
+  the raster's 1,600 tiles in all (1.09× with 1,000), against per-site windows that decoded shared tiles again and
+  read 2.4× the covered cells. Reading the whole raster once, the floor, costs 2.5 s (GDAL layout) and 1.7 s
+  (project layout) on this machine.
+- **Exact coverage is now the largest cost** (exactextract's `process`, about 0.45 ms per site, C++): it is the same
+  call as before and bounds the speed-up. Reprojection, Hilbert order and the coverage report stay in the parent.
+- **No GeoJSON round trip for a SiteCollection.** Geometries come from the collection's packed arrays: the old
+  `shape(site.geometry)` per site spent about 3 s of the parent's CPU (414,520 shapely coordinate calls) at 10,000 sites.
+- **Table built once, column by column**: one stable sort by site (each site's rows already come in (year, class)
+  order), class names by lookup, `set(df['site_id'].unique())` for the errors/warnings split (0.03 s instead of 1.6 s).
+- **GDAL block cache capped at 32 MB per process** (the engine holds the tiles it needs itself). A worker's peak is
+  about 300–450 MB, of which about 230 MB is the interpreter, its imports and numba/LLVM; the parent holds the sites
+  and the table.
+- Numba compiles the tally once into its disk cache (`__pycache__`; 1–3 s, more on a loaded machine); rewriting
+  `gee_polygons/local.py` (e.g. `nbdev-export`) invalidates that cache, so this benchmark compiles it (`_warm_up()`)
+  before each run of the engine."""
 
 
 if __name__ == '__main__':
-    if len(sys.argv) > 1 and sys.argv[1] == '--child': child(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else '')
+    if len(sys.argv) > 1 and sys.argv[1] == '--child': child(*sys.argv[2:3], int(sys.argv[3]), *sys.argv[4:6])
     else: main()

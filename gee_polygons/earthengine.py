@@ -11,9 +11,10 @@ import ee
 from .layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, continuous_schema
 
 # %% auto #0
-__all__ = ['MAX_REQUEST_BYTES', 'CATEGORICAL_COLUMNS', 'REDUCERS', 'FREQUENCIES', 'payload_bytes', 'year_band', 'year_range',
-           'layer_image', 'server_function', 'ConstantList', 'sites_fc', 'categorical_table', 'periods',
-           'continuous_table', 'continuous_columns', 'all_expressions']
+__all__ = ['MAX_REQUEST_BYTES', 'UNCLASSIFIED', 'CATEGORICAL_COLUMNS', 'COVERAGE_COLUMNS', 'REDUCERS', 'FREQUENCIES',
+           'CONTINUOUS_COVERAGE_COLUMNS', 'payload_bytes', 'year_band', 'year_range', 'layer_image', 'server_function',
+           'ConstantList', 'sites_fc', 'categorical_table', 'periods', 'continuous_table', 'continuous_columns',
+           'all_expressions']
 
 # %% ../nbs/02_earthengine.ipynb #d5df9ef9
 MAX_REQUEST_BYTES = 10_485_760
@@ -101,14 +102,15 @@ def sites_fc(sites) -> ee.FeatureCollection:
     return ee.FeatureCollection(ConstantList(rows).map(server_function('site_feature', lambda: _site_feature, 'Feature')))
 
 # %% ../nbs/02_earthengine.ipynb #6f0dfbaf
+UNCLASSIFIED = -1 # class of pixels with no class (masked, or outside the layer); dropped on the server
+
 def _area_stack(classes:ee.Image, bands:list, key=None) -> ee.Image:
-    "For each class band: [class, pixelArea, 1], the last two masked like the class band."
+    "Unmasked inputs: per band [class or UNCLASSIFIED, pixelArea, 1], then [classified in any band (0/1), pixelArea, 1]."
     area_one = ee.Image.pixelArea().addBands(ee.Image.constant(1))
-    def triple(b):
-        c = classes.select([b])
-        return c.addBands(area_one.updateMask(c.mask()))
+    def triple(b): return classes.select([b]).int().unmask(UNCLASSIFIED, False).addBands(area_one)
     fn = server_function(key and ('area_triple', key), lambda: triple, 'Image')
-    return ee.ImageCollection.fromImages(ee.List(bands).map(fn)).toBands()
+    ever = classes.mask().reduce(ee.Reducer.max()).gt(0).unmask(0, False)
+    return ee.ImageCollection.fromImages(ee.List(bands).map(fn)).toBands().addBands(ever.addBands(area_one))
 
 def _class_reducer(bands:list) -> ee.Reducer:
     "Grouped sums of (area, count) per class, one per band, outputs named '<band>_groups'."
@@ -118,44 +120,70 @@ def _class_reducer(bands:list) -> ee.Reducer:
     return ee.Reducer(ee.List(bands).slice(1).iterate(chain, base.setOutputs([f'{bands[0]}_groups'])))
 
 # %% ../nbs/02_earthengine.ipynb #6b927314
-def _class_rows(layer:CategoricalLayer, years:list):
-    "Server function: a reduced site feature -> its (year, class) rows."
+def _group_area(g) -> ee.Number: return ee.Number(ee.List(ee.Dictionary(g).get('sum')).get(0))
+
+def _total(groups) -> ee.Number:
+    "Sum of the areas of the grouped sums `groups`."
+    return ee.Number(ee.List(groups).map(_group_area).reduce(ee.Reducer.sum()))
+
+def _class_row(f, y, g, total, names) -> ee.Feature:
+    "The tidy row of one class group `g` of site feature `f` in year `y`."
+    g = ee.Dictionary(g); s = ee.List(g.get('sum')); v = ee.Number(g.get('class')).int(); key = v.format('%d')
+    return ee.Feature(None, {'site_id': f.get('site_id'), 'year': y, 'class_value': v,
+        'class_name': names.get(key, ee.String('class ').cat(key)), 'count': s.get(1),
+        'area_ha': ee.Number(s.get(0)).divide(1e4), 'fraction': ee.Number(s.get(0)).divide(total)})
+
+# %% ../nbs/02_earthengine.ipynb #330eed03
+def _class_rows(layer:CategoricalLayer, years:list, coverage:bool=False):
+    "Server function: a reduced site feature -> its (year, class) rows, and with `coverage` a coverage row per year."
     names, ys = ee.Dictionary({str(k): v for k, v in layer.class_map.items()}), ee.List(years)
     def rows(f):
         f = ee.Feature(f)
+        ever = _total(ee.List(f.get('any_groups')).map(lambda g: ee.Algorithms.If(ee.Dictionary(g).get('class'), g, None), True))
         def per_year(y):
-            y = ee.Number(y)
-            groups = ee.List(f.get(ee.String('y').cat(y.format('%d')).cat('_groups')))
-            total = ee.Number(groups.map(lambda g: ee.List(ee.Dictionary(g).get('sum')).get(0)).reduce(ee.Reducer.sum()))
-            def row(g):
-                g = ee.Dictionary(g); s = ee.List(g.get('sum')); v = ee.Number(g.get('class')).int(); key = v.format('%d')
-                return ee.Feature(None, {'site_id': f.get('site_id'), 'year': y, 'class_value': v,
-                    'class_name': names.get(key, ee.String('class ').cat(key)), 'count': s.get(1),
-                    'area_ha': ee.Number(s.get(0)).divide(1e4), 'fraction': ee.Number(s.get(0)).divide(total)})
-            return groups.map(row)
+            y = ee.Number(y); groups = ee.List(f.get(ee.String('y').cat(y.format('%d')).cat('_groups')))
+            kept = groups.map(lambda g: ee.Algorithms.If(ee.Number(ee.Dictionary(g).get('class')).eq(UNCLASSIFIED), None, g), True)
+            total = _total(kept); out = kept.map(lambda g: _class_row(f, y, g, total, names))
+            cov = ee.Feature(None, {'site_id': f.get('site_id'), 'year': y, 'site_ha': _total(groups).divide(1e4),
+                                    'classified_ha': total.divide(1e4), 'ever_ha': ever.divide(1e4)})
+            return out.add(cov) if coverage else out
         return ee.FeatureCollection(ys.map(per_year).flatten())
     return rows
 
 # %% ../nbs/02_earthengine.ipynb #fd759936
 CATEGORICAL_COLUMNS = list(CATEGORICAL_SCHEMA)
+COVERAGE_COLUMNS = ['site_id', 'year', 'site_ha', 'classified_ha', 'ever_ha'] # a categorical table's coverage rows
 
+def _grid(layer, scale, crs, crs_transform, composite:bool) -> dict:
+    "reduceRegions arguments naming the grid: scale (and crs, 'EPSG:4326' for a composite), or crs and crsTransform."
+    if crs_transform is not None:
+        if scale is not None: raise ValueError('Give scale or crs_transform, not both: Earth Engine takes only one of them.')
+        return {'crs': crs or 'EPSG:4326', 'crsTransform': [float(x) for x in crs_transform]}
+    crs = crs or ('EPSG:4326' if composite else None)
+    return {'scale': float(scale or layer.scale), **({'crs': crs} if crs else {})}
+
+def _max_pixels(n) -> dict: return {'maxPixelsPerRegion': int(n)} if n else {}
+
+# %% ../nbs/02_earthengine.ipynb #e256ceee
 def categorical_table(layer:CategoricalLayer, # the land-cover layer
                       years, # a year or a list of years
                       sites, # a SiteCollection (one chunk), a list of sites or one Site
                       scale:float|None=None, # pixel size in metres to reduce at; `layer.scale` when None
                       tile_scale:float=1, # Earth Engine tileScale (0.1-16); larger uses less memory per tile
                       max_pixels_per_region:int|None=None, # Earth Engine maxPixelsPerRegion
+                      crs:str|None=None, # projection to reduce in; 'EPSG:4326' for a collection layer's composites
+                      crs_transform:list|None=None, # the grid's affine [a, b, c, d, e, f], instead of `scale`
+                      coverage:bool=False, # also the coverage rows (COVERAGE_COLUMNS), one per site and year
                      ) -> ee.FeatureCollection:
     "Rows (site_id, year, class_value, class_name, count, area_ha, fraction) for a chunk: one reduceRegions."
-    ys, fc = layer.check_years(years), sites_fc(sites)
-    bands = [year_band(y) for y in ys]
+    ys, fc, bands = layer.check_years(years), sites_fc(sites), [year_band(y) for y in layer.check_years(years)]
+    if UNCLASSIFIED in layer.class_map: raise ValueError(f'Class code {UNCLASSIFIED} is reserved for unclassified pixels; recode it.')
     key = None if layer.is_collection else (layer.asset_id, tuple(layer.band_name(y) for y in ys))
     stack = _area_stack(layer_image(layer, ys, region=fc if layer.is_collection else None), bands, key)
-    opts = {'maxPixelsPerRegion': int(max_pixels_per_region)} if max_pixels_per_region else {}
-    reduced = stack.reduceRegions(collection=fc, reducer=_class_reducer(bands), scale=float(scale or layer.scale),
-                                  tileScale=float(tile_scale), **opts)
-    key = ('class_rows', tuple(sorted(layer.class_map.items())), tuple(ys))
-    return _map(reduced, server_function(key, lambda: _class_rows(layer, ys), 'FeatureCollection', ['Feature'])).flatten()
+    reduced = stack.reduceRegions(collection=fc, reducer=_class_reducer(bands + ['any']), tileScale=float(tile_scale),
+                                  **_grid(layer, scale, crs, crs_transform, layer.is_collection), **_max_pixels(max_pixels_per_region))
+    key = ('class_rows', tuple(sorted(layer.class_map.items())), tuple(ys), coverage)
+    return _map(reduced, server_function(key, lambda: _class_rows(layer, ys, coverage), 'FeatureCollection', ['Feature'])).flatten()
 
 # %% ../nbs/02_earthengine.ipynb #b6888dd7
 REDUCERS = {'mean': ee.Reducer.mean, 'median': ee.Reducer.median, 'min': ee.Reducer.min, 'max': ee.Reducer.max,
@@ -190,7 +218,7 @@ def periods(start, end, frequency:str='yearly') -> list:
 
 # %% ../nbs/02_earthengine.ipynb #3f326128
 def _composite(col:ee.ImageCollection, layer:ContinuousLayer):
-    "Server function: [label, start, end] -> median composite of the layer's bands plus 'valid_count'."
+    "Server function: [label, start, end] -> median composite of the layer's bands plus 'valid_count', all masked alike."
     bands = list(layer.bands)
     def comp(p):
         p = ee.List(p); sub = col.filterDate(p.get(1), p.get(2))
@@ -198,7 +226,8 @@ def _composite(col:ee.ImageCollection, layer:ContinuousLayer):
         sub = sub.select(bands)
         empty = ee.Image.constant([0] * len(bands)).updateMask(0)
         img = ee.Image(ee.Algorithms.If(sub.size().gt(0), sub.reduce(ee.Reducer.median()), empty)).rename(bands)
-        return img.addBands(ee.Image.constant(1).updateMask(img.mask().reduce(ee.Reducer.min())).rename('valid_count'))
+        valid = img.mask().reduce(ee.Reducer.min())
+        return img.updateMask(valid).addBands(ee.Image.constant(1).updateMask(valid).rename('valid_count'))
     return comp
 
 def _days(col:ee.ImageCollection) -> ee.List:
@@ -206,22 +235,17 @@ def _days(col:ee.ImageCollection) -> ee.List:
     days = col.aggregate_array('system:time_start').map(lambda t: ee.Date(t).format('YYYY-MM-dd')).distinct()
     return days.map(lambda d: ee.List([d, d, ee.Date(d).advance(1, 'day').format('YYYY-MM-dd')]))
 
-def _stack_names(plist:ee.List, bands:list) -> ee.List:
-    "Server list '<label>__<band>' for every period and band (bands then 'valid_count')."
-    names = ee.List(list(bands) + ['valid_count'])
-    return plist.map(lambda p: names.map(lambda b: ee.String(ee.List(p).get(0)).cat('__').cat(b))).flatten()
-
 # %% ../nbs/02_earthengine.ipynb #0ce3863d
-def _band_rows(bands:list, stat:str, plist:ee.List):
-    "Server function: a reduced site feature -> one row per period with a valid pixel."
-    def rows(f):
-        f = ee.Feature(f)
-        def row(p):
-            label = ee.String(ee.List(p).get(0))
-            props = {b: f.get(label.cat(f'__{b}_{stat}')) for b in bands}
-            return ee.Feature(None, {'site_id': f.get('site_id'), 'period': label, **props,
-                                     'valid_count': f.get(label.cat('__valid_count_sum'))})
-        return ee.FeatureCollection(plist.map(row)).filter(ee.Filter.gt('valid_count', 0))
+def _period_rows(fc, comp, red:ee.Reducer, stat:str, bands:list, opts:dict):
+    "Server function: a period [label, start, end] -> a row per site with a valid pixel, from the period's own reduceRegions."
+    def rows(p):
+        label = ee.List(p).get(0)
+        reduced = ee.Image(comp(p)).reduceRegions(collection=fc, reducer=red, **opts)
+        def row(f):
+            f = ee.Feature(f)
+            return ee.Feature(None, {'site_id': f.get('site_id'), 'period': label, **{b: f.get(f'{b}_{stat}') for b in bands},
+                                     'valid_count': f.get('valid_count_sum')})
+        return reduced.map(row).filter(ee.Filter.gt('valid_count', 0))
     return rows
 
 def _reducer_name(reducer:str) -> str:
@@ -229,6 +253,17 @@ def _reducer_name(reducer:str) -> str:
     name = {k.lower(): k for k in REDUCERS}.get(str(reducer).lower())
     if name is None: raise ValueError(f'reducer must be one of {list(REDUCERS)}, not {reducer!r}.')
     return name
+
+# %% ../nbs/02_earthengine.ipynb #217eba8d
+CONTINUOUS_COVERAGE_COLUMNS = ['site_id', 'site_n', 'ever_n'] # a continuous table's coverage rows
+
+def _ever_rows(fc, plist:ee.List, comp, opts:dict) -> ee.FeatureCollection:
+    "A coverage row per site: its (weighted) pixel count, and how many of its pixels are valid in at least one period."
+    valid = ee.ImageCollection.fromImages(plist.map(lambda p: ee.Image(comp(p)).select('valid_count'))).reduce(ee.Reducer.max())
+    ever = ee.Image(ee.Algorithms.If(plist.size().gt(0), valid, ee.Image.constant(0))).unmask(0, False)
+    img = ever.rename('ever_n').addBands(ee.Image.constant(1).rename('site_n'))
+    red = img.reduceRegions(collection=fc, reducer=ee.Reducer.sum(), **opts)
+    return red.map(lambda f: ee.Feature(None, {c: f.get(c) for c in CONTINUOUS_COVERAGE_COLUMNS}))
 
 # %% ../nbs/02_earthengine.ipynb #4121f900
 def continuous_table(layer:ContinuousLayer, # the bands to summarise
@@ -240,21 +275,21 @@ def continuous_table(layer:ContinuousLayer, # the bands to summarise
                      scale:float|None=None, # pixel size in metres; `layer.scale` when None
                      tile_scale:float=1, # Earth Engine tileScale
                      max_pixels_per_region:int|None=None, # Earth Engine maxPixelsPerRegion
+                     crs:str|None=None, # projection to reduce the composites in; 'EPSG:4326' when None
+                     crs_transform:list|None=None, # the grid's affine [a, b, c, d, e, f], instead of `scale`
+                     coverage:bool=False, # also a coverage row (CONTINUOUS_COVERAGE_COLUMNS) per site
                     ) -> ee.FeatureCollection:
-    "Rows (site_id, period, <bands>, valid_count) for a chunk: one reduceRegions over all periods."
+    "Rows (site_id, period, <bands>, valid_count) for a chunk: a reduceRegions per period, in one request."
     stat, a, b = _reducer_name(reducer), _as_date(start), _as_date(end)
     if frequency not in FREQUENCIES: raise ValueError(f'frequency must be one of {list(FREQUENCIES)}, not {frequency!r}.')
     layer.check_years(range(a.year, (b - dt.timedelta(days=1)).year + 1) if b > a else [])
     fc = sites_fc(sites)
     col = ee.ImageCollection(layer.collection_id).filterDate(a.isoformat(), b.isoformat()).filterBounds(fc)
-    plist = _days(col) if frequency == 'all' else ee.List(periods(a, b, frequency))
-    stack = ee.ImageCollection.fromImages(plist.map(_composite(col, layer))).toBands().rename(_stack_names(plist, layer.bands))
+    plist, comp = _days(col) if frequency == 'all' else ee.List(periods(a, b, frequency)), _composite(col, layer)
+    opts = {**_grid(layer, scale, crs, crs_transform, True), 'tileScale': float(tile_scale), **_max_pixels(max_pixels_per_region)}
     red = REDUCERS[stat]().combine(ee.Reducer.sum(), sharedInputs=True)
-    opts = {'maxPixelsPerRegion': int(max_pixels_per_region)} if max_pixels_per_region else {}
-    reduced = stack.reduceRegions(collection=fc, reducer=red, scale=float(scale or layer.scale), tileScale=float(tile_scale), **opts)
-    key = None if frequency == 'all' else ('band_rows', tuple(layer.bands), stat, json.dumps(periods(a, b, frequency)))
-    rows = server_function(key, lambda: _band_rows(list(layer.bands), stat, plist), 'FeatureCollection', ['Feature'])
-    return _map(reduced, rows).flatten()
+    rows = ee.FeatureCollection(plist.map(_period_rows(fc, comp, red, stat, list(layer.bands), opts))).flatten()
+    return rows.merge(_ever_rows(fc, plist, comp, opts)) if coverage else rows
 
 # %% ../nbs/02_earthengine.ipynb #be0b6002
 def continuous_columns(layer:ContinuousLayer) -> list:
@@ -270,7 +305,7 @@ def _example_window(layer, frequency:str) -> tuple:
 def all_expressions(sites, # sites to build the expressions for (a chunk)
                     layers=None, # layers to use; the dataset presets when None
                    ) -> dict:
-    "Every kind of expression the library builds, by name."
+    "Every kind of expression the library builds (tables with their coverage rows), by name."
     if layers is None:
         from gee_polygons.datasets.registry import LAYERS
         layers = list(LAYERS.values())
@@ -279,8 +314,8 @@ def all_expressions(sites, # sites to build the expressions for (a chunk)
         if isinstance(l, CategoricalLayer):
             ys = l.years[-2:]
             out[f'{l.name}/layer_image'] = layer_image(l, ys)
-            out[f'{l.name}/categorical_table'] = categorical_table(l, ys, sites, tile_scale=2, max_pixels_per_region=10**9)
+            out[f'{l.name}/categorical_table'] = categorical_table(l, ys, sites, tile_scale=2, max_pixels_per_region=10**9, coverage=True)
         else:
             for fr in FREQUENCIES:
-                for r in REDUCERS: out[f'{l.name}/continuous_table/{fr}/{r}'] = continuous_table(l, *_example_window(l, fr), sites, r, fr)
+                for r in REDUCERS: out[f'{l.name}/continuous_table/{fr}/{r}'] = continuous_table(l, *_example_window(l, fr), sites, r, fr, coverage=True)
     return out

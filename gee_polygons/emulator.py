@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/emulator.html.md"""
 
 # %% ../nbs/22_emulator.ipynb #a50d3302
 from __future__ import annotations
-import csv, json, re, secrets, socket, string, threading, time
+import base64, csv, hashlib, itertools, json, re, secrets, socket, string, threading, time
 from collections import Counter, deque
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, parse_qs
 from fastcore.basics import patch, store_attr
 
 # %% auto #0
-__all__ = ['ACTIVE', 'rfc3339', 'count_features', 'Op', 'Emulator', 'sites_over', 'connect_client', 'SimulatedCrash',
-           'crash_after', 'site_ids', 'answering']
+__all__ = ['EE_ERRORS', 'STATUS_CODES', 'HTTP_STATUS', 'ACTIVE', 'LIST_ORDERS', 'rfc3339', 'count_features', 'status_of', 'Op',
+           'Emulator', 'sites_over', 'connect_client', 'SimulatedCrash', 'crash_after', 'site_ids', 'answering']
 
 # %% ../nbs/22_emulator.ipynb #03dc4108
 def rfc3339(t:float) -> str:
@@ -59,13 +59,41 @@ def count_features(expression) -> int:
         return own + sum(walk(v) for v in x.values())
     return walk(expression)
 
+# %% ../nbs/22_emulator.ipynb #b2e0c001
+EE_ERRORS = {  # name: (HTTP status, status name, message)
+    'unavailable': (503, 'UNAVAILABLE', 'The service is currently unavailable.'),
+    'quota': (429, 'RESOURCE_EXHAUSTED', "Quota exceeded for quota metric 'Number of read requests' and limit 'Number of "
+              "read requests per minute per user' of service 'earthengine.googleapis.com' for consumer 'project_number:0'."),
+    'aggregations': (429, 'RESOURCE_EXHAUSTED', 'Too many concurrent aggregations.'),
+    'memory': (400, 'INVALID_ARGUMENT', 'User memory limit exceeded.'),
+    'timeout': (400, 'INVALID_ARGUMENT', 'Computation timed out.'),
+    'internal': (500, 'INTERNAL', 'An internal error has occurred.'),
+    'not_found': (404, 'NOT_FOUND', 'Requested entity was not found.'),
+    'queue_full': (429, 'RESOURCE_EXHAUSTED', 'Too many tasks already in the queue ({}). Please wait for some of them to complete.'),
+    'payload': (400, 'INVALID_ARGUMENT', 'Request payload size exceeds the limit: 10485760 bytes.'),
+    'cancelled': (499, 'CANCELLED', 'Cancelled.')}
+STATUS_CODES = dict(OK=0, CANCELLED=1, UNKNOWN=2, INVALID_ARGUMENT=3, DEADLINE_EXCEEDED=4, NOT_FOUND=5, ALREADY_EXISTS=6,
+                    PERMISSION_DENIED=7, RESOURCE_EXHAUSTED=8, FAILED_PRECONDITION=9, ABORTED=10, OUT_OF_RANGE=11,
+                    UNIMPLEMENTED=12, INTERNAL=13, UNAVAILABLE=14, DATA_LOSS=15, UNAUTHENTICATED=16)
+HTTP_STATUS = {400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 409: 'ALREADY_EXISTS',
+               429: 'RESOURCE_EXHAUSTED', 499: 'CANCELLED', 500: 'INTERNAL', 501: 'UNIMPLEMENTED', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED'}
+
+# %% ../nbs/22_emulator.ipynb #b2e0c002
+def _stem(message:str) -> str:
+    "The fixed part of an error text: up to its first number, parenthesis or ' for '."
+    return re.split(r' for |\s*[(:]|\.$', message)[0].lower()
+
+def status_of(message:str) -> str:
+    "The status name of the Earth Engine error whose wording `message` carries (INVALID_ARGUMENT otherwise)."
+    return next((s for _, s, m in EE_ERRORS.values() if _stem(m) in message.lower()), 'INVALID_ARGUMENT')
+
 # %% ../nbs/22_emulator.ipynb #4eeaa58d
-_ERROR_CODES = {'User memory limit exceeded': 8, 'Computation timed out': 4, 'Cancelled': 1}
+_seq = itertools.count()
 
 class Op:
     "One emulated batch operation."
     def __init__(self, project:str, body:dict, now:float, seconds:float, fail:str|None=None):
-        self.id, self.body, self.state = _op_id(), body, 'PENDING'
+        self.id, self.body, self.state, self.seq = _op_id(), body, 'PENDING', next(_seq)
         self.name = f'projects/{project}/operations/{self.id}'
         self.description = body.get('description', 'myExportTableTask')
         self.n_features = count_features(body.get('expression', {}))
@@ -78,8 +106,8 @@ class Op:
 @patch
 def to_json(self:Op, now:float) -> dict:
     "The operation as the REST API returns it."
-    md = {'@type': 'type.googleapis.com/google.earthengine.v1alpha.OperationMetadata', 'state': self.state,
-          'description': self.description, 'priority': 100, 'type': 'EXPORT_FEATURES',
+    md = {'@type': 'type.googleapis.com/google.earthengine.v1.OperationMetadata', 'state': self.state,
+          'description': self.description, 'priority': self.body.get('priority', 100), 'type': 'EXPORT_FEATURES',
           'createTime': rfc3339(self.created), 'updateTime': rfc3339(self.updated)}
     if self.started is not None:
         md.update(startTime=rfc3339(self.started), attempt=1,
@@ -89,14 +117,12 @@ def to_json(self:Op, now:float) -> dict:
     if self.eecu is not None: md['batchEecuUsageSeconds'] = self.eecu
     out = {'name': self.name, 'metadata': md}
     if self.state in ('SUCCEEDED', 'FAILED', 'CANCELLED'): out['done'] = True
-    if self.state == 'SUCCEEDED': out['response'] = {'@type': 'type.googleapis.com/google.protobuf.Empty'}
-    if self.state in ('FAILED', 'CANCELLED'):
-        out['error'] = {'code': next((c for k, c in _ERROR_CODES.items() if self.fail.startswith(k)), 3), 'message': self.fail}
+    if self.state in ('FAILED', 'CANCELLED'): out['error'] = {'code': STATUS_CODES[status_of(self.fail)], 'message': self.fail}
     return out
 
 # %% ../nbs/22_emulator.ipynb #a47ef851
 ACTIVE = ('PENDING', 'RUNNING', 'CANCELLING')
-_QUEUE_FULL = 'Too many tasks already in the queue ({}). Please wait for some of them to complete.'
+LIST_ORDERS = ('newest', 'oldest', 'random')
 
 class Emulator:
     "An Earth Engine REST emulator for batch exports, on 127.0.0.1."
@@ -108,10 +134,14 @@ class Emulator:
                  advance_on:str|None=None, # regex: only requests whose path matches move the clock (None: all)
                  evaluate=None, # fn(expression) -> list of row dicts, for file contents and computeFeatures
                  out_dir=None, # folder for exported files (a temporary folder by default)
-                 port:int=0): # TCP port (0: any free port)
+                 port:int=0, # TCP port (0: any free port)
+                 list_retention:float=3*86400, # seconds a finished operation stays listed (emulated clock)
+                 list_order:str='newest', # listing order: 'newest', 'oldest' or 'random'
+                 seed:int=0): # seed of the 'random' order
+        if list_order not in LIST_ORDERS: raise ValueError(f'list_order must be one of {LIST_ORDERS}, not {list_order!r}.')
         store_attr()
         self.now, self.lock = time.time(), threading.RLock()
-        self.ops, self.by_request, self.queue = {}, {}, deque()
+        self.ops, self.by_request, self.queue, self.unlisted, self.gone = {}, {}, deque(), set(), set()
         self.counts, self.log, self.http_faults, self.task_rules = Counter(), [], [], []
         self.live = {'RUNNING': {}, 'CANCELLING': {}}
         self.max_active = self.max_running_seen = 0
@@ -176,16 +206,20 @@ def tick(self:Emulator):
 # %% ../nbs/22_emulator.ipynb #66ed549b
 @patch
 def _destination(self:Emulator, body:dict) -> tuple:
-    "(local path, destination URI) for an export request."
+    "(local path, destination URI) for an export request; ValueError if the path would leave its root."
     opts = body.get('fileExportOptions', {})
     ext = {'GEO_JSON': 'geojson', 'CSV': 'csv'}.get(opts.get('fileFormat', 'CSV'), 'csv')
-    root = Path(self.out_dir)
     if 'cloudStorageDestination' in opts:
-        d = opts['cloudStorageDestination']
-        return (root/'gcs'/d['bucket']/f"{d['filenamePrefix']}.{ext}",
-                f"https://console.developers.google.com/storage/browser/{d['bucket']}/")
-    d = opts.get('driveDestination', {})
-    return root/'drive'/d.get('folder', '')/f"{d.get('filenamePrefix', 'export')}.{ext}", 'https://drive.google.com/#folders/emulated'
+        d, root = opts['cloudStorageDestination'], Path(self.out_dir)/'gcs'
+        where, name = d.get('bucket', ''), d.get('filenamePrefix', '')
+        uri = f'https://console.developers.google.com/storage/browser/{where}/'
+    else:
+        d, root, uri = opts.get('driveDestination', {}), Path(self.out_dir)/'drive', 'https://drive.google.com/#folders/emulated'
+        where, name = d.get('folder') or '', d.get('filenamePrefix', 'export')
+    rel = f'{where}/{name}.{ext}' if where else f'{name}.{ext}'
+    if rel.startswith('/') or '..' in rel.split('/') or not (root/rel).resolve().is_relative_to(root.resolve()):
+        raise ValueError(f'Invalid export destination {rel!r}: it leaves the export folder.')
+    return root/rel, uri
 
 # %% ../nbs/22_emulator.ipynb #ce8b6c68
 @patch
@@ -204,27 +238,30 @@ def _write_output(self:Emulator, op:Op):
     op.uris, op.path = [uri], path
 
 # %% ../nbs/22_emulator.ipynb #1da778d2
-_HTTP_TEXT = {429: ('RESOURCE_EXHAUSTED', 'Too many requests (HTTP 429).'), 500: ('INTERNAL', 'Internal error (HTTP 500).'),
-              503: ('UNAVAILABLE', 'Service unavailable (HTTP 503).')}
+def _fault_text(status) -> tuple:
+    "(HTTP status, status name, message) of a fault given as an HTTP status or an `EE_ERRORS` name."
+    if isinstance(status, str): return EE_ERRORS[status]
+    real = next((e for e in EE_ERRORS.values() if e[0] == status), None)
+    return real or (status, HTTP_STATUS.get(status, 'UNKNOWN'), f'HTTP {status}')
 
 @patch
 def fail_http(self:Emulator, route:str='.*', # regex searched in the request path
-              status:int=503, # HTTP status to answer
+              status:int|str=503, # HTTP status, or an `EE_ERRORS` name such as 'quota'
               times:int|None=1, # how many requests to fail (None: all)
               method:str|None=None, # only this HTTP method
-              message:str|None=None): # error message (a default per status)
-    "Answer the next `times` matching requests with HTTP `status` instead of processing them."
-    rule = dict(route=re.compile(route), status=status, left=times, method=method, fired=0,
-                message=message or _HTTP_TEXT.get(status, ('UNKNOWN', f'HTTP {status}'))[1])
+              message:str|None=None): # error message (default: Earth Engine's text for the status)
+    "Answer the next `times` matching requests with an error instead of processing them."
+    code, name, text = _fault_text(status)
+    rule = dict(route=re.compile(route), status=code, name=name, left=times, method=method, fired=0, message=message or text)
     with self.lock: self.http_faults.append(rule)
     return rule
 
 # %% ../nbs/22_emulator.ipynb #2706860d
 @patch
 def fail_tasks(self:Emulator, when, # fn(export request body) -> bool
-               message:str='User memory limit exceeded.'): # the error the task ends with
+               message:str='User memory limit exceeded.'): # the error the task ends with (or an `EE_ERRORS` name)
     "Make exports chosen by `when` end FAILED with `message`."
-    with self.lock: self.task_rules.append(dict(when=when, fail=message))
+    with self.lock: self.task_rules.append(dict(when=when, fail=EE_ERRORS[message][2] if message in EE_ERRORS else message))
 
 @patch
 def slow_tasks(self:Emulator, when, # fn(export request body) -> bool
@@ -237,16 +274,17 @@ def sites_over(n:int):
     return lambda body: count_features(body.get('expression', {})) > n
 
 # %% ../nbs/22_emulator.ipynb #b8543ddb
-def _error(status:int, message:str) -> tuple:
-    "An error answer in the shape Google APIs use."
-    code = {400: 'INVALID_ARGUMENT', 404: 'NOT_FOUND', 429: 'RESOURCE_EXHAUSTED', 501: 'UNIMPLEMENTED'}
-    return status, {'error': {'code': status, 'message': message, 'status': code.get(status, _HTTP_TEXT.get(status, ('UNKNOWN',))[0])}}
+def _error(status:int, message:str, name:str|None=None) -> tuple:
+    "An error answer in the shape Google APIs use: {error: {code, message, status}}."
+    return status, {'error': {'code': status, 'message': message, 'status': name or HTTP_STATUS.get(status, 'UNKNOWN')}}
 
 @patch
 def _discovery(self:Emulator, m, q, body):
-    "The discovery document shipped with earthengine-api, pointing at this server."
+    "The discovery document shipped with earthengine-api, for v1 and pointing at this server."
     import ee
-    doc = json.loads((Path(ee.__file__).parent/'tests'/'cloud_api_discovery_document.json').read_text())
+    if q.get('version', 'v1') != 'v1': return _error(404, f"No discovery document for version {q['version']!r}.")
+    text = (Path(ee.__file__).parent/'tests'/'cloud_api_discovery_document.json').read_text()
+    doc = json.loads(text.replace('v1alpha', 'v1'))
     doc['rootUrl'] = doc['baseUrl'] = self.url + '/'
     return 200, doc
 
@@ -269,13 +307,19 @@ def _plan_task(self:Emulator, body:dict) -> tuple:
     return float(secs), fail
 
 # %% ../nbs/22_emulator.ipynb #edda0fd6
+_REQUEST_ID = re.compile(r'[A-Za-z0-9-]{1,60}')
+
 @patch
 def _export(self:Emulator, m, q, body):
-    "Queue an export, or return the operation already made for the same requestId."
+    "Queue an export; refuse a repeated requestId, a bad destination or a full queue."
     rid = body.get('requestId')
-    if rid and rid in self.by_request: return 200, self.ops[self.by_request[rid]].to_json(self.now)
+    if rid and not _REQUEST_ID.fullmatch(rid):
+        return _error(400, f'Invalid requestId {rid!r}: at most 60 characters from a-z, A-Z, 0-9 and "-".')
+    if rid and rid in self.by_request: return _error(409, f'A request with requestId {rid!r} was already made.')
     if not isinstance(body.get('expression'), dict): return _error(400, 'Missing or invalid expression.')
-    if self.counts['PENDING'] >= self.queue_limit: return _error(429, _QUEUE_FULL.format(self.queue_limit))
+    try: self._destination(body)
+    except ValueError as e: return _error(400, str(e))
+    if self.counts['PENDING'] >= self.queue_limit: return _error(429, EE_ERRORS['queue_full'][2].format(self.queue_limit))
     op = Op(m['p'], body, self.now, *self._plan_task(body))
     self.ops[op.id] = op; self.queue.append(op.id); self.counts['PENDING'] += 1
     if rid: self.by_request[rid] = op.id
@@ -285,36 +329,76 @@ def _export(self:Emulator, m, q, body):
 
 # %% ../nbs/22_emulator.ipynb #a68db825
 @patch
+def listed(self:Emulator, op:Op) -> bool:
+    "Whether `op` appears in listOperations now: not forgotten, and active or finished within `list_retention`."
+    return op.id not in self.unlisted and (op.ended is None or self.now - op.ended <= self.list_retention)
+
+@patch
+def _order_key(self:Emulator, op:Op) -> tuple:
+    "Where `op` sorts in the listing, for `list_order`."
+    if self.list_order == 'oldest': return (op.seq,)
+    if self.list_order == 'newest': return (-op.seq,)
+    return (int(hashlib.sha1(f'{self.seed}:{op.id}'.encode()).hexdigest()[:12], 16), op.seq)
+
+def _token(key:tuple) -> str: return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def _untoken(token:str) -> tuple: return tuple(json.loads(base64.urlsafe_b64decode(token.encode())))
+
+# %% ../nbs/22_emulator.ipynb #b2e0c010
+@patch
 def _list(self:Emulator, m, q, body):
-    "One page of the project's operations, oldest first."
-    size = min(int(q.get('pageSize', 500)), 500)
-    start = int(q.get('pageToken') or 0)
-    ops = list(self.ops.values())[start:start + size]
-    out = {'operations': [o.to_json(self.now) for o in ops]}
-    if start + size < len(self.ops): out['nextPageToken'] = str(start + size)
+    "One page of the project's listed operations, in `list_order`, after the page token's position."
+    size = max(1, min(int(q.get('pageSize') or 500), 500))
+    try: after = _untoken(q['pageToken']) if q.get('pageToken') else None
+    except (ValueError, TypeError): return _error(400, f"Invalid pageToken {q['pageToken']!r}.")
+    ops = sorted((o for o in self.ops.values() if self.listed(o)), key=self._order_key)
+    if after is not None: ops = [o for o in ops if self._order_key(o) > after]
+    out = {'operations': [o.to_json(self.now) for o in ops[:size]]} if ops else {}
+    if len(ops) > size: out['nextPageToken'] = _token(self._order_key(ops[size - 1]))
     return 200, out
 
 @patch
+def _known(self:Emulator, op_id:str) -> Op|None:
+    "The operation `op_id`, unless it does not exist or was forgotten with `get=True`."
+    return None if op_id in self.gone else self.ops.get(op_id)
+
+@patch
 def _get(self:Emulator, m, q, body):
-    "One operation, or 404."
-    op = self.ops.get(m['op'])
-    return (200, op.to_json(self.now)) if op else _error(404, f"Operation {m['op']} not found.")
+    "One operation, or 404 NOT_FOUND."
+    op = self._known(m['op'])
+    return (200, op.to_json(self.now)) if op else _error(404, EE_ERRORS['not_found'][2])
+
+# %% ../nbs/22_emulator.ipynb #b2e0c011
+@patch
+def forget(self:Emulator, task_ids=None, # task ids or operation names (None: every finished operation)
+           get:bool=False): # also answer GET and cancel with 404 NOT_FOUND
+    "Drop operations from listOperations now (and from GET with `get=True`); returns their ids."
+    with self.lock:
+        if isinstance(task_ids, str): task_ids = [task_ids]
+        ids = ([o.id for o in self.ops.values() if o.state not in ACTIVE] if task_ids is None
+               else [str(t).split('/')[-1] for t in task_ids])
+        self.unlisted.update(ids)
+        if get: self.gone.update(ids)
+        return ids
 
 # %% ../nbs/22_emulator.ipynb #a83c0c56
 @patch
 def _cancel(self:Emulator, m, q, body):
     "Ask to cancel an operation: an active one becomes CANCELLING, then CANCELLED at the next clock step."
-    op = self.ops.get(m['op'])
-    if op is None: return _error(404, f"Operation {m['op']} not found.")
-    if op.state in ('PENDING', 'RUNNING'): op.fail = 'Cancelled.'; self._set(op, 'CANCELLING')
+    op = self._known(m['op'])
+    if op is None: return _error(404, EE_ERRORS['not_found'][2])
+    if op.state in ('PENDING', 'RUNNING'): op.fail = EE_ERRORS['cancelled'][2]; self._set(op, 'CANCELLING')
     return 200, {}
+
+_HTTP_OF = {s: h for h, s in HTTP_STATUS.items()}
 
 @patch
 def _compute_features(self:Emulator, m, q, body):
     "Rows of a table expression from the evaluator, as GeoJSON features, paged."
     if self.evaluate is None: return _error(501, 'This emulator has no evaluator for computeFeatures.')
     try: rows = self.evaluate(body.get('expression'))
-    except Exception as e: return _error(400, str(e) if type(e).__name__ == 'EEException' else f'{type(e).__name__}: {e}')
+    except Exception as e:
+        msg = str(e) if type(e).__name__ == 'EEException' else f'{type(e).__name__}: {e}'
+        return _error(_HTTP_OF[status_of(msg)], msg)  # the status the service gives that wording
     start, size = int(body.get('pageToken') or 0), int(body.get('pageSize') or 1000)
     out = {'type': 'FeatureCollection',
            'features': [{'type': 'Feature', 'geometry': None, 'properties': r} for r in rows[start:start + size]]}
@@ -322,7 +406,7 @@ def _compute_features(self:Emulator, m, q, body):
     return 200, out
 
 # %% ../nbs/22_emulator.ipynb #5ffb87f4
-_V, _P = r'/(?P<v>v1\w*)', r'/projects/(?P<p>[^/]+)'
+_V, _P = r'/(?P<v>v1)', r'/projects/(?P<p>[^/]+)'
 _ROUTES = [('GET', r'/\$discovery/rest', '_discovery'), ('GET', _V + _P + '/algorithms', '_algorithms'),
            ('POST', _V + _P + '/table:export', '_export'), ('POST', _V + _P + '/table:computeFeatures', '_compute_features'),
            ('GET', _V + _P + '/operations', '_list'), ('GET', _V + _P + '/operations/(?P<op>[^/:]+)', '_get'),
@@ -336,7 +420,7 @@ def _fault(self:Emulator, method:str, path:str):
         if r['left'] != 0 and (r['method'] in (None, method)) and r['route'].search(path):
             r['left'] = None if r['left'] is None else r['left'] - 1
             r['fired'] += 1
-            return _error(r['status'], r['message'])
+            return _error(r['status'], r['message'], r.get('name'))
 
 # %% ../nbs/22_emulator.ipynb #689fc2c4
 def _summary(fn:str, q:dict, body:dict, nbytes:int|None) -> dict:

@@ -17,11 +17,11 @@ from fastcore.basics import patch
 from .local import polygon_coverage, class_areas, weighted_stats, cell_areas, to_raster_crs
 
 # %% auto #0
-__all__ = ['ALGORITHMS', 'M_PER_DEGREE', 'FULL_READ_VALUES', 'LEAVES', 'APPLY', 'EvaluationError', 'UnsupportedAlgorithm',
-           'algorithm', 'Date', 'to_ms', 'Element', 'Feature', 'Collection', 'Grid', 'rescaled', 'default_grid', 'Ctx',
-           'Band', 'constant_band', 'Image', 'RasterFile', 'Evaluator', 'Frame', 'Closure', 'Program', 'to_json',
-           'joda_to_strftime', 'Reducer', 'reduce_pixels', 'region_outputs', 'library_algorithms',
-           'unsupported_algorithms', 'sample_evaluator', 'export_csv', 'export_geojson']
+__all__ = ['ALGORITHMS', 'M_PER_DEGREE', 'FULL_READ_VALUES', 'MASK_MODES', 'EARTHS', 'LEAVES', 'APPLY', 'EvaluationError',
+           'UnsupportedAlgorithm', 'algorithm', 'Date', 'to_ms', 'Element', 'Feature', 'Collection', 'Grid', 'rescaled',
+           'transform_grid', 'default_grid', 'Ctx', 'Band', 'constant_band', 'Image', 'RasterFile', 'Evaluator',
+           'Frame', 'Closure', 'Program', 'to_json', 'joda_to_strftime', 'Reducer', 'reduce_pixels', 'region_outputs',
+           'library_algorithms', 'unsupported_algorithms', 'sample_evaluator', 'export_csv', 'export_geojson']
 
 # %% ../nbs/21_evaluator.ipynb #df84b623
 class EvaluationError(ValueError):
@@ -113,20 +113,27 @@ class Grid:
         return abs(self.transform.a) * (M_PER_DEGREE if c.is_geographic else c.axis_info[0].unit_conversion_factor)
 
 # %% ../nbs/21_evaluator.ipynb #36de4b55
+def _units(crs:str, scale:float) -> float:
+    "`scale` metres in the units of `crs` (degrees via `M_PER_DEGREE` in a geographic CRS)."
+    c = _crs(crs); return scale / (M_PER_DEGREE if c.is_geographic else c.axis_info[0].unit_conversion_factor)
+
 def rescaled(grid:Grid, scale:float) -> Grid:
     "`grid` with square pixels of `scale` metres, same origin and extent."
-    t, c = grid.transform, _crs(grid.crs)
-    d = scale / (M_PER_DEGREE if c.is_geographic else c.axis_info[0].unit_conversion_factor)
-    h, w = grid.shape
+    t, d, (h, w) = grid.transform, _units(grid.crs, scale), grid.shape
     shape = (max(1, math.ceil(h * abs(t.e) / d - 1e-9)), max(1, math.ceil(w * abs(t.a) / d - 1e-9)))
     return Grid(grid.crs, Affine(math.copysign(d, t.a), 0, t.c, 0, math.copysign(d, t.e), t.f), shape)
 
-def default_grid(bounds:tuple, scale:float) -> Grid:
-    "An EPSG:4326 grid of `scale` metres anchored at (0, 0), covering `bounds` (west, south, east, north)."
-    d = scale / M_PER_DEGREE
-    x0, y1 = math.floor(bounds[0] / d) * d, math.ceil(bounds[3] / d) * d
-    shape = (max(1, math.ceil((y1 - bounds[1]) / d)), max(1, math.ceil((bounds[2] - x0) / d)))
-    return Grid('EPSG:4326', Affine(d, 0, x0, 0, -d, y1), shape)
+def transform_grid(crs:str, transform:Affine, bounds:tuple) -> Grid:
+    "The whole pixels of the grid (`crs`, `transform`) covering `bounds` (west, south, east, north, in `crs`)."
+    inv = ~transform
+    cs, rs = zip(*[inv @ (x, y) for x in bounds[0::2] for y in bounds[1::2]])
+    c0, r0, c1, r1 = math.floor(min(cs) + 1e-9), math.floor(min(rs) + 1e-9), math.ceil(max(cs) - 1e-9), math.ceil(max(rs) - 1e-9)
+    return Grid(crs, transform @ Affine.translation(c0, r0), (max(1, r1 - r0), max(1, c1 - c0)))
+
+def default_grid(bounds:tuple, scale:float, crs:str='EPSG:4326') -> Grid:
+    "A grid of `crs` with `scale`-metre pixels anchored at the CRS origin (0, 0), covering `bounds` (in `crs`)."
+    d = _units(crs, scale)
+    return transform_grid(crs, Affine(d, 0, 0, 0, -d, 0), bounds)
 
 # %% ../nbs/21_evaluator.ipynb #d39bf81f
 class Ctx:
@@ -166,8 +173,8 @@ class Image(Element):
     def names(self) -> list: return [b.name for b in self.bands]
     @property
     def grid(self) -> Grid|None:
-        "Native grid of the first band that has one."
-        return next((b.grid for b in self.bands if b.grid is not None), None)
+        "Native grid of the first band (None: Earth Engine's default projection, as for composites and constants)."
+        return self.bands[0].grid if self.bands else None
     def __repr__(self): return f'Image({self.names})'
 
 # %% ../nbs/21_evaluator.ipynb #28c425ee
@@ -230,10 +237,20 @@ def _resampled(f:RasterFile, b:int, ctx:Ctx) -> tuple:
     return v[row - r0, col - c0], m[row - r0, col - c0]
 
 # %% ../nbs/21_evaluator.ipynb #33dc134f
+@functools.cache
+def _offset(work:Grid, native:Grid) -> tuple|None:
+    "(rows, cols) from `native`'s origin to `work`'s when `work` is a whole-pixel shift of `native`; else None."
+    a, b = work.transform, native.transform
+    if work.crs != native.crs or (a.a, a.b, a.d, a.e) != (b.a, b.b, b.d, b.e): return None
+    c, r = ~b @ (a.c, a.f)
+    return (round(r), round(c)) if abs(r - round(r)) < 1e-6 and abs(c - round(c)) < 1e-6 else None
+
 @patch
 def band(self:RasterFile, b:int) -> Band:
     "Band `b` (1-based) as a lazy `Band`, readable on any working grid."
-    def read(ctx): return self.read_native(b, ctx.r0, ctx.c0, ctx.h, ctx.w) if ctx.grid == self.grid else _resampled(self, b, ctx)
+    def read(ctx):
+        off = _offset(ctx.grid, self.grid)
+        return _resampled(self, b, ctx) if off is None else self.read_native(b, ctx.r0 + off[0], ctx.c0 + off[1], ctx.h, ctx.w)
     return Band(self.names[b - 1], read, self.grid, self.is_int[b - 1], key=(str(self.path), b))
 
 @patch
@@ -242,13 +259,20 @@ def image(self:RasterFile, props=None, id=None) -> Image:
     return Image([self.band(b) for b in range(1, len(self.names) + 1)], props, self.footprint, id)
 
 # %% ../nbs/21_evaluator.ipynb #f6e5800a
+MASK_MODES = ('per_input', 'joint') # how a reduction of several inputs treats masks (see reduceRegions below)
+EARTHS = ('sphere', 'wgs84') # pixelArea's earth: the authalic sphere (R = 6,371,007.2 m) or the WGS84 ellipsoid
+
 class Evaluator:
     "Evaluates serialized Earth Engine expressions over local GeoTIFFs mapped to asset ids."
     def __init__(self, assets:dict|None=None, # asset id -> GeoTIFF path (Image), or folder / list of paths or (path, props) (ImageCollection)
                  scale_tolerance:float=0.1, # keep the native grid when `scale` is within this share of its nominal scale
-                 cache_size:int=8): # remember the rows of this many recent expressions (computeFeatures asks page by page)
+                 cache_size:int=8, # remember the rows of this many recent expressions (computeFeatures asks page by page)
+                 mask_mode:str='per_input', # 'per_input': each input weighted by its own mask; 'joint': a pixel masked in any input is dropped from all
+                 earth:str='sphere'): # pixelArea's earth model: 'sphere' (what Earth Engine is believed to use) or 'wgs84'
+        if mask_mode not in MASK_MODES: raise ValueError(f"mask_mode must be 'per_input' or 'joint', not {mask_mode!r}.")
+        if earth not in EARTHS: raise ValueError(f"earth must be 'sphere' or 'wgs84', not {earth!r}.")
         self.assets, self.scale_tolerance, self.cache_size = dict(assets or {}), scale_tolerance, cache_size
-        self.files, self.results, self.lock = {}, OrderedDict(), threading.RLock()
+        self.mask_mode, self.earth, self.files, self.results, self.lock = mask_mode, earth, {}, OrderedDict(), threading.RLock()
     def __repr__(self): return f'Evaluator({len(self.assets)} assets: {", ".join(self.assets) or "none"})'
 
 # %% ../nbs/21_evaluator.ipynb #313a5662
@@ -487,6 +511,9 @@ def _number_divide(ev, left, right): return 0 if right == 0 else left / right
 @algorithm('Number.gt')
 def _number_gt(ev, left, right): return int(left > right)
 
+@algorithm('Number.eq')
+def _number_eq(ev, left, right): return int(left == right)
+
 @algorithm('Number.int')
 def _number_int(ev, input): return (int(input) + 2**31) % 2**32 - 2**31
 
@@ -522,6 +549,13 @@ def _list_get(ev, list, index): return list[_index(list, index, 'List.get')]
 
 @algorithm('List.slice')
 def _list_slice(ev, list, start, end=None, step=None): return list[start:end:step]
+
+# %% ../nbs/21_evaluator.ipynb #a3860576
+@algorithm('List.add')
+def _list_add(ev, list, element): return list + [element]
+
+@algorithm('List.size')
+def _list_size(ev, list): return len(list)
 
 # %% ../nbs/21_evaluator.ipynb #07bfd81a
 @algorithm('List.map')
@@ -634,6 +668,11 @@ def _collection_map(ev, collection, baseAlgorithm, dropNulls=False):
 @algorithm('Collection.size')
 def _collection_size(ev, collection): return len(collection)
 
+# %% ../nbs/21_evaluator.ipynb #467b5b1c
+@algorithm('Collection.merge')
+def _collection_merge(ev, collection1, collection2):
+    return Collection([e.with_id(f'{k}_{e.id}') for k, c in ((1, collection1), (2, collection2)) for e in c.elements])
+
 # %% ../nbs/21_evaluator.ipynb #c7e6b9db
 @algorithm('Collection.flatten')
 def _collection_flatten(ev, collection):
@@ -685,12 +724,17 @@ def _image_constant(ev, value):
 
 # %% ../nbs/21_evaluator.ipynb #74362c82
 @functools.cache
-def _row_areas(grid:Grid) -> np.ndarray: return cell_areas(grid.transform, grid.crs, np.arange(grid.shape[0]))
+def _row_areas(grid:Grid, earth:str='sphere') -> np.ndarray:
+    "Area (m²) of a pixel in each row of `grid`, on the earth model `earth`."
+    return cell_areas(grid.transform, grid.crs, np.arange(grid.shape[0]), earth)
 
-_AREA = Band('area', lambda ctx: (np.repeat(_row_areas(ctx.grid)[ctx.rows][:, None], ctx.w, 1), np.ones((ctx.h, ctx.w))))
+def _area_band(earth:str) -> Band:
+    "The pixelArea band on the earth model `earth`."
+    read = lambda ctx: (np.repeat(_row_areas(ctx.grid, earth)[ctx.rows][:, None], ctx.w, 1), np.ones((ctx.h, ctx.w)))
+    return Band('area', read, key=('pixelArea', earth))
 
 @algorithm('Image.pixelArea')
-def _pixel_area(ev): return Image([_AREA])
+def _pixel_area(ev): return Image([_area_band(ev.earth)])
 
 # %% ../nbs/21_evaluator.ipynb #5b70f8c3
 def _derived(name:str, fn, *bands:Band, is_int:bool=False) -> Band:
@@ -783,7 +827,8 @@ def _safe_div(a, b) -> np.ndarray:
     with np.errstate(divide='ignore', invalid='ignore'): return np.where(b != 0, a / np.where(b != 0, b, 1), 0.0)
 
 # %% ../nbs/21_evaluator.ipynb #23225d3b
-_OPS = {'add': np.add, 'subtract': np.subtract, 'multiply': np.multiply, 'divide': _safe_div}
+_OPS = {'add': np.add, 'subtract': np.subtract, 'multiply': np.multiply, 'divide': _safe_div,
+        'gt': lambda a, b: np.greater(a, b).astype(float)}
 
 def _arithmetic(op:str):
     "The Earth Engine algorithm Image.<op>."
@@ -820,6 +865,28 @@ def _image_remap(ev, image, from_, to, defaultValue=None, bandName=None):
         return out, m if defaultValue is not None else m * hit
     ints = all(isinstance(x, int) for x in [*to, defaultValue or 0])
     return Image([_derived('remapped', remap, band, is_int=ints)], image.props, image.geometry, image.id)
+
+# %% ../nbs/21_evaluator.ipynb #15977962
+def _in_footprint(geom, ctx:Ctx) -> np.ndarray:
+    "Which pixel centres of `ctx` lie inside the footprint `geom` (EPSG:4326; None: everywhere)."
+    if geom is None: return np.ones((ctx.h, ctx.w), bool)
+    x, y = ctx.centers
+    if not _crs(ctx.grid.crs).equals(_crs('EPSG:4326')):
+        x, y = pyproj.Transformer.from_crs(_crs(ctx.grid.crs), _crs('EPSG:4326'), always_xy=True).transform(x, y)
+    return shapely.contains_xy(geom, x, y)
+
+@algorithm('Image.unmask')
+def _image_unmask(ev, input, value=None, sameFootprint=True):
+    def fill(b, f):
+        def read(ctx):
+            (v, m), (fv, fm) = b.read(ctx), f.read(ctx)
+            hole = (m <= 0) & (_in_footprint(input.geometry, ctx) if sameFootprint else True)
+            return np.where(hole, fv, v), np.where(hole, fm, m)
+        return Band(b.name, read, b.grid, b.is_int and f.is_int)
+    return Image([fill(b, f) for b, f in zip(input.bands, _masks(input, 0 if value is None else value, 'Image.unmask'))], input.props, input.geometry, input.id)
+
+@algorithm('Image.int')
+def _image_int(ev, value): return Image([_derived(b.name, lambda vm: (np.trunc(vm[0]), vm[1]), b, is_int=True) for b in value.bands], value.props, value.geometry, value.id)
 
 # %% ../nbs/21_evaluator.ipynb #924dd672
 LEAVES = ('sum', 'mean', 'median', 'min', 'max', 'stdDev', 'mode')
@@ -972,15 +1039,14 @@ def _pixel_reduce(r:Reducer, v:np.ndarray, m:np.ndarray) -> list:
     raise EvaluationError(f'The emulator reduces pixel stacks only with simple reducers, not {r}.')
 
 # %% ../nbs/21_evaluator.ipynb #6c54e457
-def _reduced_bands(names:list, reducer:Reducer, bands:list) -> list:
-    "Lazy bands `names` holding the outputs of `reducer` across `bands`, computed once per window."
+def _reduced_bands(names:list, reducer:Reducer, bands:list, grid:Grid|None=None) -> list:
+    "Lazy bands `names` holding the outputs of `reducer` across `bands`, computed once per window, on `grid`."
     key = object()
     def get(ctx):
         if key not in ctx.cache:
             vm = [b.read(ctx) for b in bands]
             ctx.cache[key] = _pixel_reduce(reducer, np.stack([x[0] for x in vm]), np.stack([x[1] for x in vm]))
         return ctx.cache[key]
-    grid = next((b.grid for b in bands if b.grid is not None), None)
     return [Band(n, lambda ctx, i=i: get(ctx)[i], grid) for i, n in enumerate(names)]
 
 # %% ../nbs/21_evaluator.ipynb #d04f178d
@@ -993,13 +1059,13 @@ def _collection_reduce(ev, collection, reducer, parallelScale=1):
     out = []
     for j, b in enumerate(imgs[0].bands):
         out += _reduced_bands([f'{b.name}_{o}' for o in reducer.outputs], reducer, [i.bands[j] for i in imgs])
-    return Image(out)
+    return Image(out)  # grid None: Earth Engine's default projection
 
 # %% ../nbs/21_evaluator.ipynb #343cd64b
 @algorithm('Image.reduce')
 def _image_reduce(ev, image, reducer):
     if reducer.n_inputs != 1: raise EvaluationError(f'Image.reduce: the reducer must take one input, not {reducer.n_inputs}.')
-    return Image(_reduced_bands(reducer.outputs, reducer, image.bands), image.props, image.geometry, image.id)
+    return Image(_reduced_bands(reducer.outputs, reducer, image.bands, image.grid), image.props, image.geometry, image.id)
 
 @algorithm('ImageCollection.fromImages')
 def _from_images(ev, images): return Collection([im.with_id(str(i)) for i, im in enumerate(images)])
@@ -1009,16 +1075,23 @@ def _to_bands(ev, collection):
     return Image([b.renamed(f'{im.id}_{b.name}') for im in collection.elements for b in im.bands])
 
 # %% ../nbs/21_evaluator.ipynb #e581c2e3
+def _bounds(feats:list, crs:str) -> tuple:
+    "(west, south, east, north) of the features' geometries in `crs`; a point at (0, 0) when there are none."
+    geoms = [g for g in to_raster_crs([f.geometry for f in feats], crs) if g is not None]
+    return tuple(shapely.total_bounds(geoms)) if geoms else (0, 0, 0, 0)
+
 @patch
-def working_grid(self:Evaluator, image:Image, scale, feats:list) -> Grid:
-    "The grid `image` is reduced on at `scale`: its first band's grid, rescaled only when `scale` is far from it."
+def working_grid(self:Evaluator, image:Image, scale, feats:list, crs=None, crs_transform=None) -> Grid:
+    "The grid `image` is reduced on, by Earth Engine's rules for `scale`, `crs` and `crsTransform` (above)."
     g = image.grid
-    if g is None:
-        if scale is None: raise EvaluationError('Image.reduceRegions: give scale= to reduce an image without raster bands.')
-        geoms = [f.geometry for f in feats if f.geometry is not None]
-        return default_grid(tuple(shapely.total_bounds(geoms)) if geoms else (0, 0, 0, 0), scale)
-    if scale is None or abs(scale / g.nominal_scale - 1) <= self.scale_tolerance: return g
-    return rescaled(g, scale)
+    if crs_transform is not None:
+        crs = crs or (g.crs if g is not None else 'EPSG:4326')
+        return transform_grid(crs, Affine(*crs_transform), _bounds(feats, crs))
+    if crs is None and g is not None:  # the native grid (or rescaled), over the features: inside and outside the file
+        g = g if scale is None or abs(scale / g.nominal_scale - 1) <= self.scale_tolerance else rescaled(g, scale)
+        return transform_grid(g.crs, g.transform, _bounds(feats, g.crs)) if feats else g
+    if scale is None: raise EvaluationError('Image.reduceRegions: give scale= (or crsTransform=) to reduce an image without raster bands.')
+    return default_grid(_bounds(feats, crs or 'EPSG:4326'), scale, crs or 'EPSG:4326')
 
 # %% ../nbs/21_evaluator.ipynb #1a3e0acc
 def _region_pixels(image:Image, grid:Grid, cells:np.ndarray) -> tuple:
@@ -1031,8 +1104,9 @@ def _region_pixels(image:Image, grid:Grid, cells:np.ndarray) -> tuple:
     return [v[rows - r0, cols - c0] for v, _ in vm], [m[rows - r0, cols - c0] for _, m in vm]
 
 # %% ../nbs/21_evaluator.ipynb #6b0a1182
-def region_outputs(reducer:Reducer, names:list, vals:list, masks:list, cov:np.ndarray) -> dict:
-    "Named outputs of `reducer` over one region's pixels of the bands `names`."
+def region_outputs(reducer:Reducer, names:list, vals:list, masks:list, cov:np.ndarray, joint:bool=False) -> dict:
+    "Named outputs of `reducer` over one region's pixels of the bands `names`; `joint`: one mask (the minimum) for all."
+    if joint and len(masks) > 1: masks = [np.min(masks, axis=0)] * len(masks)
     if reducer.n_inputs == 1:
         out = {}
         for n, v, m in zip(names, vals, masks):
@@ -1044,18 +1118,22 @@ def region_outputs(reducer:Reducer, names:list, vals:list, masks:list, cov:np.nd
     return dict(zip(reducer.outputs, reduce_pixels(reducer, vals, masks, cov)))
 
 # %% ../nbs/21_evaluator.ipynb #e678edbd
+@algorithm('Projection')
+def _projection(ev, crs, transform=None, transformWkt=None): return {'crs': crs, 'transform': transform}
+
 @algorithm('Image.reduceRegions')
 def _reduce_regions(ev, image, collection, reducer, scale=None, crs=None, crsTransform=None, tileScale=1, maxPixelsPerRegion=None):
-    if crs is not None or crsTransform is not None: raise EvaluationError('Image.reduceRegions: the emulator supports scale=, not crs or crsTransform.')
+    if isinstance(crs, dict): crs, crsTransform = crs['crs'], crsTransform or crs['transform']
+    if crsTransform is not None and scale is not None: raise EvaluationError("Image.reduceRegions: crsTransform is mutually exclusive with 'scale'.")
     feats = collection.elements
-    grid = ev.working_grid(image, scale, feats)
+    grid = ev.working_grid(image, scale, feats, crs, crsTransform)
     cover = polygon_coverage(to_raster_crs([f.geometry for f in feats], grid.crs), grid.transform, grid.shape)
     out = []
     for f, (cells, cov) in zip(feats, cover):
         if maxPixelsPerRegion and len(cells) > maxPixelsPerRegion:
             raise EvaluationError(f'Too many pixels in the region. Found {len(cells)}, but maxPixelsPerRegion allows only {maxPixelsPerRegion}.')
         vals, masks = _region_pixels(image, grid, cells)
-        out.append(Feature(f.geometry, {**f.props, **region_outputs(reducer, image.names, vals, masks, cov)}, f.id))
+        out.append(Feature(f.geometry, {**f.props, **region_outputs(reducer, image.names, vals, masks, cov, ev.mask_mode == 'joint')}, f.id))
     return Collection(out)
 
 # %% ../nbs/21_evaluator.ipynb #d466d280

@@ -9,95 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch, store_attr
-from .layers import CATEGORICAL_SCHEMA, continuous_schema, tidy
+from .layers import CATEGORICAL_SCHEMA, continuous_schema, tidy, date_args
+from .result import ExtractionResult, _schema
 
 # %% auto #0
-__all__ = ['MAX_PAYLOAD', 'MAX_ROWS', 'DEFAULT_CHUNK_SIZE', 'EXPECTED_CLASSES', 'ENGINES', 'ExtractionResult', 'site_bytes',
-           'plan_chunks', 'run_chunks']
-
-# %% ../nbs/04_extract.ipynb #abbaa50e
-_KINDS = ('categorical', 'continuous')
-
-def _schema(kind, data, layer) -> dict:
-    "Column -> dtype for a result of `kind`, taking the bands from `layer` or else from `data`."
-    if kind not in _KINDS: raise ValueError(f"kind must be 'categorical' or 'continuous', not {kind!r}.")
-    if kind == 'categorical': return CATEGORICAL_SCHEMA
-    if layer is not None: return continuous_schema(layer.bands)
-    return continuous_schema([c for c in data.columns if c not in ('site_id', 'period', 'valid_count')])
-
-# %% ../nbs/04_extract.ipynb #f9b466b4
-class ExtractionResult:
-    "Tidy statistics for a set of sites, with the sites that failed."
-    def __init__(self, data:pd.DataFrame|None, # rows from any engine
-                 errors:list|None=None, # (site_id, message) for each failed site
-                 n_sites:int=0, # how many sites were requested
-                 kind:str='categorical', # 'categorical' or 'continuous'
-                 layer=None, # the layer summarised, when known
-                 warnings:list|None=None): # (site_id, message) for sites whose rows describe only part of them
-        data = pd.DataFrame() if data is None else data
-        schema = _schema(kind, data, layer)
-        if data.empty and not len(data.columns): data = pd.DataFrame({c: [] for c in schema})
-        self.data = tidy(data, schema)
-        self.errors = [(str(s), str(m)) for s, m in (errors or [])]
-        self.warnings = [(str(s), str(m)) for s, m in (warnings or [])]
-        store_attr('n_sites,kind,layer')
-
-# %% ../nbs/04_extract.ipynb #efb03ebe
-@patch(as_prop=True)
-def failed_ids(self:ExtractionResult) -> list:
-    "Ids of the sites that failed, in order, without repeats."
-    return list(dict.fromkeys(s for s, _ in self.errors))
-
-@patch(as_prop=True)
-def success_rate(self:ExtractionResult) -> float:
-    "Share of requested sites present in `data` and absent from `errors`."
-    if not self.n_sites: return 1.0
-    ok = set(self.data['site_id'].dropna()) - set(self.failed_ids)
-    return len(ok) / self.n_sites
-
-# %% ../nbs/04_extract.ipynb #ab354cda
-@patch
-def __repr__(self:ExtractionResult) -> str:
-    ok = round(self.success_rate * self.n_sites)
-    return (f'ExtractionResult({self.kind}: {len(self.data)} rows, {ok}/{self.n_sites} sites ok, '
-            f'{len(self.failed_ids)} failed' + (f', {len(self.warnings)} warnings)' if self.warnings else ')'))
-
-# %% ../nbs/04_extract.ipynb #1c8927ac
-@patch
-def to_csv(self:ExtractionResult, path) -> Path:
-    "Write the tidy table to the CSV file `path`."
-    path = Path(path); self.data.to_csv(path, index=False); return path
-
-@patch
-def to_parquet(self:ExtractionResult, path) -> Path:
-    "Write the tidy table to the Parquet file `path`."
-    path = Path(path); self.data.to_parquet(path, index=False); return path
-
-# %% ../nbs/04_extract.ipynb #9f96e8b8
-def _pivot_categorical(df, value):
-    "Years x class names of `value`, summed over the sites in `df`."
-    if value not in ('area_ha', 'count', 'fraction'):
-        raise ValueError(f"value must be 'area_ha', 'count' or 'fraction', not {value!r}.")
-    col = 'area_ha' if value == 'fraction' else value
-    wide = df.pivot_table(index='year', columns='class_value', values=col, aggfunc='sum', fill_value=0.0)
-    if value == 'fraction': wide = wide.div(wide.sum(axis=1), axis=0)
-    names = df.drop_duplicates('class_value').set_index('class_value')['class_name']
-    wide.columns = [names[v] for v in wide.columns]
-    return wide.rename_axis(columns='class_name')
-
-# %% ../nbs/04_extract.ipynb #2be52873
-@patch
-def pivot(self:ExtractionResult,
-          site_id:str|None=None, # one site, or None for all sites
-          value:str|None=None): # column to spread; 'area_ha' or the first band by default
-    "Wide table: years x classes (categorical) or periods x sites (continuous)."
-    df = self.data if site_id is None else self.data[self.data['site_id'] == str(site_id)]
-    if site_id is not None and df.empty: raise KeyError(f'No rows for site {site_id!r} in this result.')
-    if self.kind == 'categorical': return _pivot_categorical(df, value or 'area_ha')
-    bands = list(self.data.columns[2:-1])
-    value = value or bands[0]
-    if value not in bands + ['valid_count']: raise ValueError(f'value must be one of {bands + ["valid_count"]}, not {value!r}.')
-    return df.pivot_table(index='period', columns='site_id', values=value, aggfunc='first')
+__all__ = ['MAX_PAYLOAD', 'MAX_ROWS', 'DEFAULT_CHUNK_SIZE', 'EXPECTED_CLASSES', 'RECOMBINABLE', 'MAX_TILE_SCALE', 'TOO_BIG',
+           'ENGINES', 'site_bytes', 'plan_chunks', 'cut_site', 'recombine_rows', 'run_chunks', 'coverage_problems']
 
 # %% ../nbs/04_extract.ipynb #4de5388f
 import json
@@ -135,7 +52,61 @@ def plan_chunks(sites:list, # Site objects, in order
         cur.append(s); size += b
     return chunks + [cur] if cur else chunks
 
+# %% ../nbs/04_extract.ipynb #26d7d28f
+import math, shapely
+from functools import partial
+from shapely.geometry import box, shape
+
+def cut_site(site:Site, # the site to cut
+             n:int=4, # at least this many grid cells (a square grid of ceil(sqrt(n))² cells)
+            ) -> list:
+    "`site` cut by a square grid over its bounds into polygonal pieces with its id; together they are the site."
+    g, k = shape(site.geometry), math.ceil(math.sqrt(max(1, n)))
+    x0, y0, x1, y1 = g.bounds; dx, dy = (x1 - x0) / k, (y1 - y0) / k
+    cells = [box(x0 + i * dx, y0 + j * dy, x0 + (i + 1) * dx if i < k - 1 else x1, y0 + (j + 1) * dy if j < k - 1 else y1)
+             for j in range(k) for i in range(k)]
+    parts = [shapely.intersection(g, c) for c in cells]
+    polys = [shapely.union_all([q for q in getattr(p, 'geoms', [p]) if q.geom_type in ('Polygon', 'MultiPolygon')]) for p in parts]
+    return [Site(site.site_id, p, site.properties, site.start_year) for p in polys if not p.is_empty]
+
+# %% ../nbs/04_extract.ipynb #79bef37c
+RECOMBINABLE = ('mean', 'min', 'max') # continuous reducers whose pieces recombine exactly
+
+def _recombine_categorical(df:pd.DataFrame) -> pd.DataFrame:
+    "Class rows summed per (site, year, class), fractions from the summed areas; coverage rows summed per (site, year)."
+    cls = df[df['class_value'].notna()] if 'class_value' in df else df.iloc[:0]
+    out = cls.groupby(['site_id', 'year', 'class_value', 'class_name'], as_index=False)[['count', 'area_ha']].sum()
+    out['fraction'] = out['area_ha'] / out.groupby(['site_id', 'year'])['area_ha'].transform('sum')
+    cov = df[df['site_ha'].notna()] if 'site_ha' in df else df.iloc[:0]
+    return pd.concat([out, cov.groupby(['site_id', 'year'], as_index=False)[E.COVERAGE_COLUMNS[2:]].sum()])
+
+def _recombine_continuous(df:pd.DataFrame, reducer:str) -> pd.DataFrame:
+    "Period rows: valid counts summed, band means weighted by valid counts (or extremes); coverage rows summed."
+    rows = df[df['period'].notna()] if 'period' in df else df.iloc[:0]
+    bands = [c for c in rows.columns if c not in ('site_id', 'period', 'valid_count', *E.CONTINUOUS_COVERAGE_COLUMNS)]
+    g = rows.assign(**{b: rows[b] * rows['valid_count'] for b in bands} if reducer == 'mean' else {}).groupby(['site_id', 'period'], as_index=False)
+    out = g.agg({**{b: {'mean': 'sum'}.get(reducer, reducer) for b in bands}, 'valid_count': 'sum'})
+    if reducer == 'mean': out[bands] = out[bands].div(out['valid_count'], axis=0)
+    cov = df[df['site_n'].notna()] if 'site_n' in df else df.iloc[:0]
+    return pd.concat([out, cov.groupby('site_id', as_index=False)[E.CONTINUOUS_COVERAGE_COLUMNS[1:]].sum()])
+
+# %% ../nbs/04_extract.ipynb #34a2d944
+def recombine_rows(rows:list, # the rows (dicts) of one site's pieces, from one kind of table
+                   kind:str='categorical', # 'categorical' or 'continuous'
+                   reducer:str='mean', # the continuous table's reducer: one of RECOMBINABLE
+                  ) -> list:
+    "The site's rows as if it had been reduced whole: sums added, fractions and means recomputed exactly."
+    if kind == 'continuous' and reducer not in RECOMBINABLE:
+        raise ValueError(f'{reducer} values of pieces cannot be recombined exactly; use one of {list(RECOMBINABLE)}.')
+    df = pd.DataFrame(rows)
+    if df.empty: return []
+    out = _recombine_categorical(df) if kind == 'categorical' else _recombine_continuous(df, reducer)
+    return [{k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))} for r in out.to_dict('records')]
+
 # %% ../nbs/04_extract.ipynb #2cbea80f
+MAX_TILE_SCALE = 16 # Earth Engine's largest tileScale
+TOO_BIG = 'The site is too large for one Earth Engine request (over 10 MB); simplify its geometry.'
+
 def _message(err) -> str:
     "One line describing `err`."
     return ' '.join(str(err).split()) or type(err).__name__
@@ -144,24 +115,43 @@ def _fetch(fc) -> list:
     "Properties of every feature of `fc`, fetched through the gateway."
     return [f.get('properties', {}) for f in gateway.compute_features(fc)]
 
+def _too_big(sites, fixed:int) -> bool: return fixed + sum(map(site_bytes, sites)) > E.MAX_REQUEST_BYTES
+
+# %% ../nbs/04_extract.ipynb #f0a379b2
+def _piece_rows(site:Site, fetch, build, tile_scale:float, fixed:int, cuts:int=3) -> list:
+    "Rows of `site`'s grid pieces, each piece cut again (up to `cuts` times) when too big or on a scaling error."
+    n = max(4, 4 * math.ceil((fixed + site_bytes(site)) / E.MAX_REQUEST_BYTES))
+    out = []
+    for p in cut_site(site, n):
+        if _too_big([p], fixed) and cuts > 1: out += _piece_rows(p, fetch, build, tile_scale, fixed, cuts - 1); continue
+        try: out += fetch(build([p], tile_scale))
+        except Exception as e:
+            if not (gateway.is_scaling_error(e) and cuts > 1): raise
+            out += _piece_rows(p, fetch, build, tile_scale, fixed, cuts - 1)
+    return out
+
+# %% ../nbs/04_extract.ipynb #2cbe4e06
 def run_chunks(sites:list, build, rows_per_site:float, chunk_size:int|None=None, progress:bool=True,
-               desc:str='extract', fetch=None) -> tuple:
-    "Fetch `build(chunk)` for chunks of `sites`, halving chunks on scaling errors; returns (rows, errors)."
+               desc:str='extract', fetch=None, tile_scale:float=1, combine=None) -> tuple:
+    "Fetch `build(chunk, tile_scale)` for chunks of `sites`: larger tileScale, then halves, then pieces; (rows, errors)."
     fetch, rows, errors = fetch or _fetch, [], []
-    fixed = E.payload_bytes(build(sites[:1])) - site_bytes(sites[0])
+    fixed = E.payload_bytes(build(sites[:1], tile_scale)) - site_bytes(sites[0])
     from tqdm.auto import tqdm
     with tqdm(total=len(sites), disable=not progress, unit='site', desc=desc) as bar:
-        def run(chunk):
-            if fixed + sum(map(site_bytes, chunk)) > E.MAX_REQUEST_BYTES and len(chunk) == 1:
-                errors.append((chunk[0].site_id, 'The site is too large for one Earth Engine request (over 10 MB); '
-                               'simplify its geometry.')); return bar.update(1)
-            try: rows.extend(fetch(build(chunk)))
+        def alone(site, ts, why):  # one site: cut into pieces when the caller can recombine them
+            if combine is None: return errors.append((site.site_id, why))
+            try: rows.extend(combine(_piece_rows(site, fetch, build, ts, fixed)))
+            except Exception as e: errors.append((site.site_id, _message(e)))
+        def run(chunk, ts):
+            if len(chunk) == 1 and _too_big(chunk, fixed): alone(chunk[0], ts, TOO_BIG); return bar.update(1)
+            try: rows.extend(fetch(build(chunk, ts)))
             except Exception as e:
-                if gateway.is_scaling_error(e) and len(chunk) > 1:
-                    h = len(chunk) // 2; return run(chunk[:h]), run(chunk[h:])
-                errors.extend((s.site_id, _message(e)) for s in chunk)
+                if not gateway.is_scaling_error(e): errors.extend((s.site_id, _message(e)) for s in chunk)
+                elif ts < MAX_TILE_SCALE: return run(chunk, min(ts * 4, MAX_TILE_SCALE))
+                elif len(chunk) > 1: h = len(chunk) // 2; return run(chunk[:h], ts), run(chunk[h:], ts)
+                else: alone(chunk[0], ts, _message(e))
             bar.update(len(chunk))
-        for c in plan_chunks(sites, rows_per_site, fixed, chunk_size): run(c)
+        for c in plan_chunks(sites, rows_per_site, fixed, chunk_size): run(c, tile_scale)
     return rows, errors
 
 # %% ../nbs/04_extract.ipynb #0252a13c
@@ -183,21 +173,54 @@ def _require_ee():
         raise gateway.EarthEngineSetupError("Earth Engine is not initialised: call gee_polygons.init(project='your-cloud-project') "
                                             "first, or pass source= to use the local engine.")
 
+# %% ../nbs/04_extract.ipynb #271f9f12
+def _split(rows:list) -> tuple:
+    "(table rows, coverage rows) of a table fetched with coverage=True."
+    cov = [r for r in rows if 'site_ha' in r or 'site_n' in r]
+    return [r for r in rows if not ('site_ha' in r or 'site_n' in r)], cov
+
+def coverage_problems(cov_rows:list, # coverage rows of a categorical or continuous table
+                      min_coverage:float=0.99, # report sites covered less than this share, as the local engine does
+                     ) -> list:
+    "(site_id, message) for each site its coverage rows show partly outside the layer or with nodata gaps."
+    from gee_polygons.local import _coverage_message
+    df, out = pd.DataFrame(cov_rows), []
+    for sid, g in (df.groupby('site_id', sort=False) if len(df) else []):
+        if 'site_ha' in g and g['site_ha'].notna().any():
+            g = g.sort_values('year'); site, ever = g['site_ha'].iloc[0], g['ever_ha'].iloc[0]
+            msg = _coverage_message(ever / site if site else 0, ever, g['classified_ha'].to_numpy(), g['year'].astype(int).tolist(), min_coverage)
+        else: site, ever = g['site_n'].iloc[0], g['ever_n'].iloc[0]; msg = _coverage_message(ever / site if site else 0, ever, None, [], min_coverage)
+        if msg: out.append((str(sid), msg))
+    return out
+
 # %% ../nbs/04_extract.ipynb #cbd39ff8
 def _collect(rows:list, errors:list, sites:list, kind:str, layer, empty_msg:str) -> ExtractionResult:
-    "An ExtractionResult from fetched rows, with sites that came back empty added to `errors`."
+    "An ExtractionResult from fetched rows (and coverage rows: warnings), with sites that came back empty added to `errors`."
+    rows, cov = _split(rows)
     order = {s.site_id: i for i, s in enumerate(sites)}
     df = pd.DataFrame(rows, columns=list(_schema(kind, pd.DataFrame(), layer)))
     seen, failed = set(df['site_id']), {i for i, _ in errors}
     errors = errors + [(s.site_id, empty_msg) for s in sites if s.site_id not in seen and s.site_id not in failed]
     keys = ['year', 'class_value'] if kind == 'categorical' else ['period']
     df = df.assign(_o=df['site_id'].map(order)).sort_values(['_o'] + keys, kind='stable').drop(columns='_o')
-    return ExtractionResult(df, errors, len(sites), kind, layer)
+    warnings = sorted((p for p in coverage_problems(cov) if p[0] in seen), key=lambda p: order.get(p[0], 0))
+    return ExtractionResult(df, errors, len(sites), kind, layer, warnings=warnings)
 
 # %% ../nbs/04_extract.ipynb #80d48f94
 _NO_CLASSES = 'No classified pixels: the site lies outside the layer or the layer is masked there.'
 _NO_VALID = 'No valid pixels in any period: the site lies outside the images or they are masked there.'
 
+def _engine_options(engine, source, kw:dict, earth) -> str:
+    "The engine, after checking that local-only options (`earth`, `**kw`) go to the local engine; `kw` gets `earth`."
+    engine = _engine(engine, source)
+    if engine == 'local':
+        if earth is not None: kw['earth'] = earth
+        return engine
+    if kw: raise TypeError(f'Unexpected arguments for Earth Engine: {sorted(kw)}.')
+    if earth is not None: raise ValueError("earth= chooses the local engine's earth model; Earth Engine uses its own (gee_polygons.verify measures it).")
+    return engine
+
+# %% ../nbs/04_extract.ipynb #1bfa32a3
 @patch
 def extract_categorical(self:SiteCollection,
                         layer:CategoricalLayer, # the land-cover layer
@@ -205,21 +228,25 @@ def extract_categorical(self:SiteCollection,
                         engine:str|None=None, # 'ee' or 'local'; None: 'local' when `source` is given
                         source=None, # local engine only: raster path or '{year}' template
                         scale:float|None=None, # Earth Engine: pixel size in metres (`layer.scale` when None)
-                        tile_scale:float=1, # Earth Engine tileScale
+                        tile_scale:float=1, # Earth Engine tileScale (raised automatically on memory errors)
                         max_pixels_per_region:int|None=None, # Earth Engine maxPixelsPerRegion
+                        max_pixels:int|None=None, # gee-polygons 0.0.4's name for `max_pixels_per_region`
                         chunk_size:int|None=None, # Earth Engine: most sites per request
                         progress:bool=True, # show a progress bar
+                        crs:str|None=None, # Earth Engine: projection to reduce in ('EPSG:4326' for composites)
+                        crs_transform:list|None=None, # Earth Engine: the grid's affine [a, b, c, d, e, f], instead of `scale`
+                        earth:str|None=None, # local engine: 'wgs84' (true areas, its default) or 'sphere' (Earth Engine's)
                         **kw) -> ExtractionResult: # local engine options
     "Class areas of every site and year, as an `ExtractionResult`."
-    if _engine(engine, source) == 'local':
+    if _engine_options(engine, source, kw, earth) == 'local':
         from gee_polygons.local import local_categorical
         return local_categorical(self, layer, years, source, progress=progress, **kw)
-    if kw: raise TypeError(f'Unexpected arguments for Earth Engine: {sorted(kw)}.')
-    ys, sites = layer.check_years(years), list(self)
+    ys, sites, max_pixels_per_region = layer.check_years(years), list(self), max_pixels_per_region or max_pixels
     if not sites: return ExtractionResult(None, [], 0, 'categorical', layer)
     _require_ee()
-    build = lambda c: E.categorical_table(layer, ys, c, scale, tile_scale, max_pixels_per_region)
-    rows, errors = run_chunks(sites, build, len(ys) * EXPECTED_CLASSES, chunk_size, progress, f'{layer.name or "categorical"}')
+    build = lambda c, ts: E.categorical_table(layer, ys, c, scale, ts, max_pixels_per_region, crs, crs_transform, coverage=True)
+    rows, errors = run_chunks(sites, build, len(ys) * EXPECTED_CLASSES, chunk_size, progress, f'{layer.name or "categorical"}',
+                              tile_scale=tile_scale, combine=partial(recombine_rows, kind='categorical'))
     return _collect(rows, errors, sites, 'categorical', layer, _NO_CLASSES)
 
 # %% ../nbs/04_extract.ipynb #69d6bcbe
@@ -232,8 +259,8 @@ def _rows_per_period(start, end, frequency) -> float:
 @patch
 def extract_continuous(self:SiteCollection,
                        layer:ContinuousLayer, # the bands to summarise
-                       start, # first day (inclusive): 'YYYY-MM-DD', 'YYYY-MM', 'YYYY' or a year
-                       end, # last day (exclusive), same forms
+                       start_date=None, # first day (inclusive): 'YYYY-MM-DD', 'YYYY-MM', 'YYYY' or a year
+                       end_date=None, # last day (exclusive), same forms
                        reducer:str='mean', # spatial reducer: mean, median, min, max, stdDev
                        frequency:str='yearly', # 'yearly', 'monthly' or 'all' (Earth Engine: one composite per day)
                        engine:str|None=None, # 'ee' or 'local'; None: 'local' when `source` is given
@@ -241,19 +268,26 @@ def extract_continuous(self:SiteCollection,
                        scale:float|None=None, # Earth Engine: pixel size in metres (`layer.scale` when None)
                        tile_scale:float=1, # Earth Engine tileScale
                        max_pixels_per_region:int|None=None, # Earth Engine maxPixelsPerRegion
+                       max_pixels:int|None=None, # gee-polygons 0.0.4's name for `max_pixels_per_region`
+                       start=None, end=None, # short spellings of start_date, end_date
                        chunk_size:int|None=None, # Earth Engine: most sites per request
                        progress:bool=True, # show a progress bar
+                       crs:str|None=None, # Earth Engine: projection to reduce the composites in ('EPSG:4326')
+                       crs_transform:list|None=None, # Earth Engine: the grid's affine [a, b, c, d, e, f], instead of `scale`
+                       earth:str|None=None, # local engine: 'wgs84' or 'sphere' (no areas in this table; accepted for symmetry)
                        **kw) -> ExtractionResult: # local engine options
     "Band statistics of every site and period, as an `ExtractionResult`."
-    if _engine(engine, source) == 'local':
+    (start, end), max_pixels_per_region = date_args(start_date, end_date, start, end), max_pixels_per_region or max_pixels
+    if _engine_options(engine, source, kw, earth) == 'local':
         from gee_polygons.local import local_continuous
         return local_continuous(self, layer, source, start, end, reducer=reducer, frequency=frequency, progress=progress, **kw)
-    if kw: raise TypeError(f'Unexpected arguments for Earth Engine: {sorted(kw)}.')
-    sites = list(self)
+    sites, stat = list(self), E._reducer_name(reducer)
     if not sites: return ExtractionResult(None, [], 0, 'continuous', layer)
     _require_ee()
-    build = lambda c: E.continuous_table(layer, start, end, c, reducer, frequency, scale, tile_scale, max_pixels_per_region)
-    rows, errors = run_chunks(sites, build, _rows_per_period(start, end, frequency), chunk_size, progress, layer.name or 'continuous')
+    build = lambda c, ts: E.continuous_table(layer, start, end, c, stat, frequency, scale, ts, max_pixels_per_region, crs, crs_transform, coverage=True)
+    combine = partial(recombine_rows, kind='continuous', reducer=stat) if stat in RECOMBINABLE else None
+    rows, errors = run_chunks(sites, build, _rows_per_period(start, end, frequency), chunk_size, progress, layer.name or 'continuous',
+                              tile_scale=tile_scale, combine=combine)
     return _collect(rows, errors, sites, 'continuous', layer, _NO_VALID)
 
 # %% ../nbs/04_extract.ipynb #ffcf4f2b

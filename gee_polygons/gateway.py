@@ -6,33 +6,61 @@ Docs: https://gee-polygons.github.io/gee_polygons/gateway.html.md"""
 
 # %% ../nbs/03_gateway.ipynb #039dbf8b
 from __future__ import annotations
-import random, re, time
+import random, re, socket, time, urllib.request
 from contextlib import contextmanager
-import ee
+from urllib.parse import urlsplit
+import ee, google.auth.exceptions
 
 # %% auto #0
-__all__ = ['SCALING_ERRORS', 'policy', 'is_scaling_error', 'is_transient', 'RetryPolicy', 'ee_call', 'hook', 'observe', 'inject',
-           'get_info', 'compute_features', 'start_task', 'list_operations', 'get_operation', 'cancel_operation',
-           'EarthEngineSetupError', 'init']
+__all__ = ['SCALING_ERRORS', 'TRANSIENT_ERRORS', 'TRANSIENT_STATUS', 'policy', 'EE_URL', 'is_scaling_error', 'is_transient',
+           'is_not_found', 'RetryPolicy', 'ee_call', 'hook', 'observe', 'inject', 'get_info', 'compute_features',
+           'start_task', 'list_operations', 'get_operation', 'cancel_operation', 'EarthEngineSetupError', 'init']
 
 # %% ../nbs/03_gateway.ipynb #9c090a81
 SCALING_ERRORS = ('User memory limit exceeded', 'Computation timed out', 'Too many concurrent aggregations')
-_TRANSIENT = re.compile(r'\b(429|500|502|503|504)\b|too many requests|rate limit|quota exceeded|service unavailable'
-                        r'|internal error|backend error|deadline exceeded|connection (reset|refused|aborted)', re.I)
+TRANSIENT_ERRORS = ('The service is currently unavailable', 'Quota exceeded', 'Internal error', 'Service Unavailable',
+                    'Too Many Requests', 'Bad Gateway', 'Gateway Timeout', 'Deadline exceeded', 'Backend Error',
+                    'Rate Limit Exceeded', 'Connection reset', 'Connection aborted', 'Connection refused')
+TRANSIENT_STATUS = ('UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'INTERNAL', 'DEADLINE_EXCEEDED', 'ABORTED')
+_RPC_CODE = {'ABORTED': 10, 'DEADLINE_EXCEEDED': 4, 'INTERNAL': 13, 'RESOURCE_EXHAUSTED': 8, 'UNAVAILABLE': 14, 'NOT_FOUND': 5}
+_HTTP_TRANSIENT = {429, 500, 502, 503, 504}
+_STATUS_NAME = re.compile(r'\b(' + '|'.join(TRANSIENT_STATUS) + r')\b')  # upper case only: a status, not a word
 
+# %% ../nbs/03_gateway.ipynb #a1f0c001
+def _facts(err) -> tuple:
+    "(message, status name or None, numeric code or None) of an exception, a message or a Status dict."
+    if isinstance(err, dict):
+        e = err['error'] if isinstance(err.get('error'), dict) else err
+        return str(e.get('message', '')), e.get('status'), e.get('code')
+    code = getattr(getattr(err, 'resp', None), 'status', None)  # a raw googleapiclient HttpError
+    return str(err), None, int(code) if code else None
+
+# %% ../nbs/03_gateway.ipynb #a1f0c003
 def is_scaling_error(err) -> bool:
     "True for errors cured by smaller work units (memory, time-out, aggregations)."
-    return any(s.lower() in str(err).lower() for s in SCALING_ERRORS)
+    msg = _facts(err)[0].lower()
+    return any(s.lower() in msg for s in SCALING_ERRORS)
 
 def is_transient(err) -> bool:
-    "True for errors worth retrying unchanged: HTTP 429/5xx and dropped connections."
+    "True for errors worth retrying unchanged: Earth Engine's unavailable, quota and internal errors, dropped connections."
     if isinstance(err, (ConnectionError, TimeoutError)): return True
-    return not is_scaling_error(err) and bool(_TRANSIENT.search(str(err)))
+    msg, status, code = _facts(err)
+    if is_scaling_error(msg): return False
+    if status in TRANSIENT_STATUS or code in _HTTP_TRANSIENT or code in {_RPC_CODE[s] for s in TRANSIENT_STATUS}: return True
+    return bool(_STATUS_NAME.search(msg)) or any(s.lower() in msg.lower() for s in TRANSIENT_ERRORS)
+
+# %% ../nbs/03_gateway.ipynb #a1f0c004
+_NOT_FOUND = re.compile(r'Requested entity was not found|\bNOT_FOUND\b|\boperations?\b[^.]*\bnot found', re.I)
+
+def is_not_found(err) -> bool:
+    "True when an operation call failed because the service does not know the operation (404 NOT_FOUND)."
+    msg, status, code = _facts(err)
+    return status == 'NOT_FOUND' or code in (404, _RPC_CODE['NOT_FOUND']) or bool(_NOT_FOUND.search(msg))
 
 # %% ../nbs/03_gateway.ipynb #95441d1b
 class RetryPolicy:
     "Exponential backoff with jitter for transient Earth Engine errors."
-    def __init__(self, retries:int=5, # retries after the first attempt
+    def __init__(self, retries:int=10, # retries after the first attempt
                  base:float=1.0, # first wait in seconds
                  cap:float=60.0, # longest wait in seconds
                  sleep=time.sleep): # how to wait (swap in tests)
@@ -118,24 +146,58 @@ def cancel_operation(name:str):
 
 # %% ../nbs/03_gateway.ipynb #e0b681c6
 class EarthEngineSetupError(RuntimeError):
-    "Earth Engine cannot be used until the user authenticates or names a project."
+    "Earth Engine cannot be used until the user authenticates, names a usable project or fixes the connection."
 
+_REFUSED = ('has not been used in project', 'is not registered to use Earth Engine', 'does not have required permission')
+
+def _why(msg:str) -> str:
+    "The host and short reason inside a connection error's long text."
+    host = re.search(r"host='([^']+)'", msg)
+    cause = re.findall(r"\[Errno -?\d+\] [^\"')]+|Network access to .+? is blocked in tests|timed out|Connection refused", msg)
+    return ': '.join(x for x in (host and host[1], cause[-1] if cause else msg[:200]) if x)
+
+# %% ../nbs/03_gateway.ipynb #a1f0c009
 def _setup_message(err) -> str|None:
-    "A one-line fix for a credentials or project error, else None."
-    msg = str(err)
+    "A one-line fix for a credentials, project or connection error, else None."
+    msg = ' '.join(str(err).split())
+    if isinstance(err, google.auth.exceptions.RefreshError):
+        return f'The stored Earth Engine credentials were refused ({msg[:200]}): run `earthengine authenticate` again.'
+    if isinstance(err, (google.auth.exceptions.TransportError, ConnectionError, TimeoutError)):
+        return f"Cannot reach Earth Engine or Google's sign-in service ({_why(msg)}): check the network connection."
+    if any(s in msg for s in _REFUSED): return f'Earth Engine refused the project: {msg}'
     if 'authorize access' in msg or 'credentials' in msg.lower():
         return ('No Earth Engine credentials found: run `earthengine authenticate` once (or ee.Authenticate()), '
                 "then gee_polygons.init(project='your-cloud-project').")
-    if 'no project found' in msg or 'has not been used in project' in msg:
-        return "No Earth Engine project given: call gee_polygons.init(project='your-cloud-project')."
+    if 'no project found' in msg: return "No Earth Engine project given: call gee_polygons.init(project='your-cloud-project')."
+
+# %% ../nbs/03_gateway.ipynb #a1f0c006
+EE_URL = 'https://earthengine.googleapis.com'
+
+def _unreachable(url:str, # the REST endpoint
+                 timeout:float) -> str|None: # seconds to wait for the connection
+    "Why no TCP connection to `url`'s host can be opened within `timeout` seconds, or None."
+    parts = urlsplit(url)
+    if urllib.request.getproxies().get(parts.scheme): return None
+    try: socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == 'https' else 80)), timeout).close()
+    except OSError as e: return getattr(e, 'strerror', None) or str(e) or type(e).__name__
 
 # %% ../nbs/03_gateway.ipynb #340b4dd4
+def _initialize(project, credentials, url, connect_timeout, **kwargs):
+    "Read stored credentials, check that the endpoint can be reached, then `ee.Initialize`."
+    if credentials == 'persistent': credentials = ee.data.get_persistent_credentials()
+    if why := _unreachable(url or EE_URL, connect_timeout):
+        raise EarthEngineSetupError(f'Cannot reach Earth Engine at {url or EE_URL} ({why}): check '
+                                    + ('the url (--ee-url) and that its server runs.' if url else 'the network connection.'))
+    ee.Initialize(credentials=credentials, project=project, url=url, **kwargs)
+
 def init(project:str|None=None, # Google Cloud project registered for Earth Engine
          credentials='persistent', # 'persistent' reads the stored credentials; or pass credentials objects
          url:str|None=None, # another API endpoint, e.g. a local emulator
+         connect_timeout:float=5.0, # seconds to wait for a first connection to the endpoint
          **kwargs):
-    "Initialise Earth Engine for `project`, with a one-line fix when credentials or the project are missing."
-    try: return ee_call('initialize', ee.Initialize, credentials=credentials, project=project, url=url, retry=False, **kwargs)
+    "Initialise Earth Engine for `project`, with a one-line fix for missing credentials, projects or connections."
+    try: return ee_call('initialize', _initialize, project, credentials, url, connect_timeout, retry=False, **kwargs)
+    except EarthEngineSetupError: raise
     except Exception as e:
         fix = _setup_message(e)
         if fix is None: raise

@@ -6,13 +6,15 @@ Docs: https://gee-polygons.github.io/gee_polygons/layers.html.md"""
 
 # %% ../nbs/00_layers.ipynb #a43a55e4
 from __future__ import annotations
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, InitVar
 from typing import Callable
 import pandas as pd
 from fastcore.basics import listify
 
 # %% auto #0
-__all__ = ['CATEGORICAL_SCHEMA', 'check_years', 'CategoricalLayer', 'ContinuousLayer', 'continuous_schema', 'tidy']
+__all__ = ['CATEGORICAL_SCHEMA', 'check_years', 'warn_renamed', 'date_args', 'upstream_opts', 'CategoricalLayer',
+           'ContinuousLayer', 'continuous_schema', 'period_parts', 'tidy']
 
 # %% ../nbs/00_layers.ipynb #829acc03
 def _years_text(years) -> str:
@@ -29,31 +31,76 @@ def check_years(years, available, layer_name='layer') -> list[int]:
     if bad: raise ValueError(f'{layer_name} has no data for {bad}; available years are {_years_text(available)}.')
     return ys
 
+# %% ../nbs/00_layers.ipynb #675103bb
+def warn_renamed(old:str, # the gee-polygons 0.0.4 spelling
+                 new:str, # the spelling here
+                 stacklevel:int=3): # 3 points at the caller of the function that warns
+    "Warn with a `DeprecationWarning` that `old` (gee-polygons 0.0.4) is spelled `new` here."
+    warnings.warn(f'{old} is the gee-polygons 0.0.4 spelling; use {new} instead.', DeprecationWarning, stacklevel=stacklevel)
+
+# %% ../nbs/00_layers.ipynb #8fc91968
+def date_args(start_date=None, end_date=None, # the documented spelling
+              start=None, end=None) -> tuple: # the short spelling, accepted too
+    "(first day, last day) from either spelling; a one-line TypeError when one is missing or given twice."
+    out = []
+    for long, short, a, b in (('start_date', 'start', start_date, start), ('end_date', 'end', end_date, end)):
+        if a is not None and b is not None: raise TypeError(f'Give {long}= or {short}=, not both.')
+        if a is None and b is None: raise TypeError(f"Missing {long}= (e.g. '2020-01-01'; {short}= works too).")
+        out.append(b if a is None else a)
+    return tuple(out)
+
+# %% ../nbs/00_layers.ipynb #029aae5f
+def upstream_opts(opts:dict) -> dict:
+    "Earth Engine options `opts` with gee-polygons 0.0.4's `max_pixels` spelled `max_pixels_per_region`."
+    out = dict(opts)
+    if 'max_pixels' in out:
+        if out.get('max_pixels_per_region') is not None: raise TypeError('Give max_pixels_per_region= or max_pixels=, not both.')
+        out['max_pixels_per_region'] = out.pop('max_pixels')
+    return out
+
 # %% ../nbs/00_layers.ipynb #8a15053e
 @dataclass
 class CategoricalLayer:
     "A land-cover raster whose pixel values are class codes."
     asset_id: str # Earth Engine image (temporal='band') or collection (temporal='collection') id
-    class_map: dict # class code -> class name
-    palette: dict # class code -> '#rrggbb' color
-    years: list # years with data
+    class_map: dict|None = None # class code -> class name (None: the preset's for a known asset, else 'class N')
+    palette: dict|None = None # class code -> '#rrggbb' color (None: the preset's, else grey)
+    years: list|None = None # years with data (None: the preset's, else not checked on the client)
     temporal: str = 'band' # 'band': a band per year; 'collection': an ImageCollection filtered per year
-    band_pattern: str = 'classification_{year}' # band name per year, for temporal='band'
+    band_pattern: str = 'classification_{year}' # band name per year, for temporal='band' ('{}' works too)
     band: str|None = None # class band of each image, for temporal='collection'
     scale: float = 30 # nominal pixel size in metres
     name: str = '' # short name used in file names and the command line
     description: str = '' # one line for humans
+    temporal_mode: InitVar[str|None] = None # gee-polygons 0.0.4's name for `temporal` (deprecated)
 
-    def __post_init__(self):
-        if self.temporal not in ('band', 'collection'):
-            raise ValueError(f"temporal must be 'band' or 'collection', not {self.temporal!r}.")
+    def __post_init__(self, temporal_mode=None):
+        if temporal_mode is not None: warn_renamed('CategoricalLayer(temporal_mode=...)', 'temporal=...', 4); self.temporal = temporal_mode
+        if self.temporal not in ('band', 'collection'): raise ValueError(f"temporal must be 'band' or 'collection', not {self.temporal!r}.")
         if self.temporal == 'collection' and not self.band: raise ValueError("A 'collection' layer needs `band=`.")
-        self.years, self.class_map = sorted(int(y) for y in self.years), {int(k): v for k, v in self.class_map.items()}
-        self.palette = {int(k): v for k, v in self.palette.items()}
+        if None in (self.class_map, self.palette, self.years): self._fill_from_preset()
+        self.years = None if self.years is None else sorted(int(y) for y in self.years)
+        self.class_map, self.palette = {int(k): v for k, v in self.class_map.items()}, {int(k): v for k, v in self.palette.items()}
 
-# %% ../nbs/00_layers.ipynb #5205eb6f
+# %% ../nbs/00_layers.ipynb #62ef7dcb
 from fastcore.basics import patch
 
+@patch
+def _fill_from_preset(self:CategoricalLayer):
+    "Fill a missing class_map, palette, years (and name) from the preset with this asset id, or leave them open."
+    from gee_polygons.datasets.registry import LAYERS
+    p = next((l for l in LAYERS.values() if getattr(l, 'asset_id', None) == self.asset_id), None)
+    if p is not None and self.years is None: self.years = p.years
+    self.class_map = (p.class_map if p else {}) if self.class_map is None else self.class_map
+    self.palette = (p.palette if p else {}) if self.palette is None else self.palette
+    if p is not None: self.name, self.description = self.name or p.name, self.description or p.description
+
+@patch(as_prop=True)
+def temporal_mode(self:CategoricalLayer) -> str:
+    "gee-polygons 0.0.4's name for `temporal`."
+    return self.temporal
+
+# %% ../nbs/00_layers.ipynb #5205eb6f
 @patch(as_prop=True)
 def is_collection(self:CategoricalLayer) -> bool:
     "True when years come from filtering an ImageCollection."
@@ -61,13 +108,14 @@ def is_collection(self:CategoricalLayer) -> bool:
 
 @patch
 def check_years(self:CategoricalLayer, years) -> list[int]:
-    "Validate `years` against this layer's available years."
+    "Validate `years` against this layer's available years (when known)."
+    if self.years is None: return sorted({int(y) for y in listify(years)})
     return check_years(years, self.years, self.name or self.asset_id)
 
 @patch
 def band_name(self:CategoricalLayer, year:int) -> str:
     "The source band holding `year` (the class band for collections)."
-    return self.band if self.is_collection else self.band_pattern.format(year=int(year))
+    return self.band if self.is_collection else self.band_pattern.format(int(year), year=int(year))
 
 # %% ../nbs/00_layers.ipynb #e4d596d3
 @patch
@@ -111,6 +159,16 @@ CATEGORICAL_SCHEMA = {'site_id': 'string', 'year': 'int64', 'class_value': 'int6
 def continuous_schema(bands) -> dict:
     "Column -> dtype of the tidy continuous table for `bands`."
     return {'site_id': 'string', 'period': 'string', **{b: 'float64' for b in listify(bands)}, 'valid_count': 'float64'}
+
+# %% ../nbs/00_layers.ipynb #55630b40
+def period_parts(df:pd.DataFrame) -> pd.DataFrame:
+    "`df` with `date` (first day), `year` and `month` (NA for years) inserted after `period` ('2020', '2020-03', '2020-03-15')."
+    parts = df['period'].astype('string').str.extract(r'^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$')
+    y, m, d = (pd.to_numeric(parts[k], errors='coerce').astype('Int64') for k in range(3))
+    date = [None if pd.isna(a) else f'{a:04d}-{1 if pd.isna(b) else b:02d}-{1 if pd.isna(c) else c:02d}' for a, b, c in zip(y, m, d)]
+    out, i = df.copy(), list(df.columns).index('period') + 1
+    for k, (c, v) in enumerate((('date', pd.array(date, dtype='string')), ('year', y), ('month', m))): out.insert(i + k, c, v)
+    return out
 
 # %% ../nbs/00_layers.ipynb #2b1927df
 def tidy(df:pd.DataFrame, # rows from any engine

@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/local.html.md"""
 
 # %% ../nbs/08_local.ipynb #4228390f
 from __future__ import annotations
-import functools, importlib, math, os
+import contextlib, functools, importlib, math, os, sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,10 +16,10 @@ from shapely.geometry import shape, box
 from .layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, continuous_schema, tidy
 
 # %% auto #0
-__all__ = ['WGS84', 'REDUCERS', 'ellipsoid_cell_area', 'cell_areas', 'hilbert_index', 'site_geometries', 'to_raster_crs',
-           'polygon_coverage', 'class_areas', 'weighted_stats', 'categorical_sources', 'continuous_sources',
-           'RasterStack', 'categorical_piece', 'continuous_piece', 'coverage_errors', 'run_pieces', 'local_categorical',
-           'periods', 'local_continuous']
+__all__ = ['WGS84', 'EARTH_MODELS', 'REDUCERS', 'ellipsoid_cell_area', 'cell_areas', 'hilbert_index', 'site_geometries',
+           'to_raster_crs', 'polygon_coverage', 'class_areas', 'weighted_stats', 'categorical_sources',
+           'continuous_sources', 'RasterStack', 'categorical_piece', 'continuous_piece', 'coverage_errors',
+           'run_pieces', 'local_categorical', 'periods', 'local_continuous']
 
 # %% ../nbs/08_local.ipynb #e392d208
 def _need(module:str):
@@ -45,16 +45,27 @@ def ellipsoid_cell_area(lat1, # latitude of one edge, degrees
     return np.abs(q(lat2) - q(lat1)) * a * a * (1 - e2) * np.radians(np.abs(dlon)) / 2
 
 # %% ../nbs/08_local.ipynb #4c6f5254
+EARTH_MODELS = {'sphere': (6371007.2, 0.0)} # 'wgs84': the CRS's own ellipsoid; 'sphere': Earth Engine's authalic sphere
+
+def _earth(earth:str) -> str:
+    "`earth` checked: 'wgs84' or 'sphere'."
+    if earth not in ('wgs84', 'sphere'):
+        raise ValueError(f"earth must be 'wgs84' (the ellipsoid: true areas) or 'sphere' (the authalic sphere of "
+                         f"R = 6,371,007.2 m that Earth Engine is believed to use), not {earth!r}.")
+    return earth
+
 def cell_areas(transform, # affine transform of a north-up grid
                crs, # the grid's CRS: anything pyproj understands (a rasterio CRS, 'EPSG:4326', ...)
                rows, # row indices
+               earth:str='wgs84', # 'wgs84': the CRS's ellipsoid; 'sphere': the authalic sphere (R = 6,371,007.2 m)
               ) -> np.ndarray:
-    "Area (m²) of one pixel in each of `rows`: ellipsoidal in a geographic CRS, planar in a projected one."
+    "Area (m²) of one pixel in each of `rows`: on `earth` in a geographic CRS, planar in a projected one."
     crs, rows = pyproj.CRS.from_user_input(crs), np.asarray(rows)
     if crs.is_geographic:
         top, ell = transform.f + rows * transform.e, crs.ellipsoid
         f = 1 / ell.inverse_flattening if ell.inverse_flattening else 0.0
-        return ellipsoid_cell_area(top, top + transform.e, transform.a, (ell.semi_major_metre, f))
+        model = EARTH_MODELS.get(_earth(earth), (ell.semi_major_metre, f))
+        return ellipsoid_cell_area(top, top + transform.e, transform.a, model)
     k = crs.axis_info[0].unit_conversion_factor
     return np.full(rows.shape, abs(transform.a * transform.e) * k * k)
 
@@ -92,6 +103,8 @@ def _polygonal(g):
 def site_geometries(sites) -> tuple:
     "Ids (str) and shapely geometries (EPSG:4326) of `sites`: a SiteCollection, a list of Sites or one Site."
     if hasattr(sites, 'site_id'): sites = [sites]
+    store = getattr(sites, '_store', None)  # a SiteCollection: its packed arrays, without a GeoJSON round trip per site
+    if hasattr(store, 'pa'): return sites.ids, list(store.pa.take(sites._idx).to_shapely())
     pairs = [(str(s.site_id), shape(s.geometry) if s.geometry else None) for s in sites]
     return [i for i, _ in pairs], [g for _, g in pairs]
 
@@ -217,15 +230,25 @@ def weighted_stats(values:np.ndarray, # (layers, cells) values; a 1-D array is o
 # %% ../nbs/08_local.ipynb #daceccdb
 def _is_remote(path) -> bool: return '://' in str(path) or str(path).startswith('/vsi')
 
+def _gdal_line(e) -> str:
+    "The first line of GDAL's message in rasterio error `e` (or in the GDAL error that caused it)."
+    e = e.__cause__ or e
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
 def _open(path, what='Raster'):
-    "Open `path` with rasterio, or raise a FileNotFoundError naming it."
+    "Open `path` with rasterio, or raise one line naming it: missing (FileNotFoundError) or unreadable (ValueError)."
     if not _is_remote(path) and not Path(path).exists(): raise FileNotFoundError(f'{what} not found: {path}')
-    return _need('rasterio').open(str(path))
+    rio = _need('rasterio')
+    try: return rio.open(str(path))
+    except rio.errors.RasterioIOError as e:
+        raise ValueError(f'{what} {path} cannot be read: it is not a GeoTIFF or raster GDAL knows, or it is damaged or '
+                         f'truncated ({_gdal_line(e)}). Re-download or re-export it.') from None
 
 def _band_list(desc) -> str:
     "Band descriptions, shortened for an error message."
     desc = [d or '(none)' for d in desc]
     return ', '.join(desc) if len(desc) <= 6 else f'{", ".join(desc[:3])}, ..., {desc[-1]} ({len(desc)} bands)'
+
 
 # %% ../nbs/08_local.ipynb #6ed4df46
 def _year_file(path, layer, year) -> tuple:
@@ -298,10 +321,17 @@ def _grid_problem(ds) -> str|None:
     if ds.crs is None: return f'{ds.name} has no CRS; set one (e.g. gdal_edit.py -a_srs EPSG:4326).'
     if t.b or t.d or t.e >= 0: return f'{ds.name} is rotated or south-up; warp it to a north-up grid (gdalwarp).'
 
+# %% ../nbs/08_local.ipynb #1d6f0e60
+def _read_tile(block:tuple) -> tuple:
+    "Shape of the tiles the engine reads: the file's blocks when they are tiles of a power of two, else 256 x 256."
+    pow2 = lambda n: n >= 16 and n & (n - 1) == 0
+    return tuple(block) if all(pow2(n) and n <= 2048 for n in block) else (256, 256)
+
 # %% ../nbs/08_local.ipynb #949c991f
 class RasterStack:
     "The layers (path, band) of a source, on one grid, read window by window."
-    def __init__(self, specs:list): # (path, band index) per layer
+    def __init__(self, specs:list, # (path, band index) per layer
+                 earth:str='wgs84'): # earth model of the pixel areas: 'wgs84' or 'sphere' (see `cell_areas`)
         self.specs = [(str(p), int(b)) for p, b in specs]
         self.dss = {p: _open(p) for p in dict.fromkeys(p for p, _ in self.specs)}
         ref = next(iter(self.dss.values()))
@@ -313,7 +343,8 @@ class RasterStack:
         self.dtype = np.result_type(*[self.dss[p].dtypes[b - 1] for p, b in self.specs])
         self.groups = {p: ([b for q, b in self.specs if q == p], [i for i, (q, _) in enumerate(self.specs) if q == p])
                        for p in self.dss}
-        self.row_area = cell_areas(self.transform, self.crs, np.arange(self.shape[0]))
+        self.row_area = cell_areas(self.transform, self.crs, np.arange(self.shape[0]), earth)
+        self.tile = _read_tile(ref.block_shapes[0])
     def close(self):
         for ds in self.dss.values(): ds.close()
     def __enter__(self): return self
@@ -325,12 +356,15 @@ from fastcore.basics import patch
 @patch
 def read(self:RasterStack, r0:int, c0:int, h:int, w:int) -> np.ndarray:
     "(layers, h, w) pixels of the window at row `r0`, column `c0`."
-    win = _need('rasterio.windows').Window(c0, r0, w, h)
-    if len(self.groups) == 1:  # one file: read straight into the result
-        (p, (bands, pos)), = self.groups.items()
-        if pos == list(range(len(pos))): return self.dss[p].read(bands, window=win, out_dtype=self.dtype)
-    out = np.empty((len(self.specs), h, w), self.dtype)
-    for p, (bands, pos) in self.groups.items(): out[pos] = self.dss[p].read(bands, window=win)
+    rio, win = _need('rasterio'), _need('rasterio.windows').Window(c0, r0, w, h)
+    out, p = np.empty((len(self.specs), h, w), self.dtype), None
+    try:
+        for p, (bands, pos) in self.groups.items():
+            if pos == list(range(len(out))): self.dss[p].read(bands, window=win, out=out)  # straight into the result
+            else: out[pos] = self.dss[p].read(bands, window=win)
+    except rio.errors.RasterioIOError as e:
+        raise ValueError(f'Cannot read the pixels of {p}: it is damaged or truncated ({_gdal_line(e)}). '
+                         'Re-download or re-export it.') from None
     return out
 
 # %% ../nbs/08_local.ipynb #9f1905bd
@@ -344,11 +378,86 @@ def _measure(stack:RasterStack, geoms:list):
         block = stack.read(int(r0), int(c0), int(rows.max() - r0 + 1), bw)
         yield i, block.reshape(len(block), -1)[:, (rows - r0) * bw + cols - c0], cov, stack.row_area[rows]
 
-# %% ../nbs/08_local.ipynb #a79ab03e
-def categorical_piece(stack:RasterStack, # the opened source
-                      geoms:list, # polygons in the stack's CRS
-                     ) -> dict:
-    "Class rows (site position, layer, class, count, area m²), each site's measured area and valid area per layer."
+# %% ../nbs/08_local.ipynb #6ecf97ac
+def _runs(tb:np.ndarray, # (sites, 4) tile windows: first tile row, first tile column, end row, end column
+          max_tiles:int, # most tiles per run
+         ) -> list:
+    "Runs (a, b, mask, origin) of consecutive sites whose tiles (a boolean mask from `origin`) fit in `max_tiles`."
+    lo = tb[:, :2].min(axis=0); shape = tuple(tb[:, 2:].max(axis=0) - lo)
+    out, a, mask, used = [], 0, np.zeros(shape, bool), 0
+    for j, (r0, c0, r1, c1) in enumerate((tb - np.r_[lo, lo]).tolist()):
+        new = (r1 - r0) * (c1 - c0) - int(mask[r0:r1, c0:c1].sum())
+        if j > a and used + new > max_tiles:
+            out.append((a, j, mask, lo)); a, mask, used = j, np.zeros(shape, bool), 0
+            new = (r1 - r0) * (c1 - c0)
+        mask[r0:r1, c0:c1] = True; used += new
+    return out + [(a, len(tb), mask, lo)]
+
+# %% ../nbs/08_local.ipynb #dd17de25
+def _read_tiles(stack:RasterStack, mask:np.ndarray, origin) -> tuple:
+    "The tiles marked in `mask` (tile rows and columns from `origin`) as (tiles, layers, th, tw), and each one's slot."
+    (th, tw), (H, W) = stack.tile, stack.shape
+    slots = np.full(mask.shape, -1, np.int64)
+    ij = np.argwhere(mask); slots[mask] = np.arange(len(ij))
+    tiles = np.zeros((len(ij), len(stack.specs), th, tw), stack.dtype)
+    for s, (i, j) in enumerate((ij + origin).tolist()):
+        r0, c0 = i * th, j * tw; h, w = min(th, H - r0), min(tw, W - c0)
+        tiles[s, :, :h, :w] = stack.read(r0, c0, h, w)
+    return tiles, slots
+
+# %% ../nbs/08_local.ipynb #03c421da
+def _tally_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata):
+    "Per site of cells [starts[i], starts[i+1]): class rows (site, layer, class, count, area), area, valid area."
+    k, n, mh, mw = tiles.shape[1], len(starts) - 1, (1 << sh) - 1, (1 << sw) - 1
+    acc, total, valid = np.zeros((k, 256, 2)), np.zeros(n), np.zeros((n, k))
+    out, m = np.empty((5, max(1024, 4 * k * n))), 0  # site, layer, class, count, area; doubled when full
+    for i in range(n):
+        for j in range(starts[i], starts[i + 1]):
+            r, c, w = rows[j], cols[j], cov[j]
+            s, a = slots[(r >> sh) - tr0, (c >> sw) - tc0], w * row_area[r]  # the cell's tile, its covered area
+            r, c, total[i] = r & mh, c & mw, total[i] + a
+            for l in range(k):
+                v = tiles[s, l, r, c]
+                acc[l, v, 0] += w; acc[l, v, 1] += a
+        if m + k * 256 > out.shape[1]: out = np.concatenate((out, np.empty_like(out)), axis=1)
+        for l in range(k):
+            for v in range(256):
+                if acc[l, v, 0] > 0 and v != nodata[l]:
+                    out[0, m], out[1, m], out[2, m], out[3, m], out[4, m] = i, l, v, acc[l, v, 0], acc[l, v, 1]
+                    valid[i, l] += acc[l, v, 1]; m += 1
+                acc[l, v, 0] = acc[l, v, 1] = 0.0
+    return out[:, :m], total, valid
+
+@functools.cache
+def _compiled(fn):
+    "`fn` compiled by numba, cached on disk; built on first use."
+    return _need('numba').njit(cache=True, nogil=True)(fn)
+
+# %% ../nbs/08_local.ipynb #83f37071
+def _warm_up():
+    "Compile the class tally now (numba caches it on disk until this module changes), e.g. before timing the engine."
+    one = np.zeros(1, np.int64)
+    _compiled(_tally_u8)(np.zeros((1, 1, 16, 16), np.uint8), np.zeros((1, 1), np.int64), 0, 0, 4, 4, one, one,
+                         np.ones(1), np.array([0, 1]), np.ones(16), np.array([-1]))
+
+# %% ../nbs/08_local.ipynb #fc8429ac
+def _cells(cover:list, width:int) -> tuple:
+    "Positions of the polygons that touch cells, and their cells as one run: rows, cols, coverage, starts."
+    idx = np.array([i for i, (c, _) in enumerate(cover) if len(c)], np.int64)
+    if not len(idx): return idx, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64)
+    rows, cols = np.divmod(np.concatenate([cover[i][0] for i in idx]), width)
+    starts = np.r_[0, np.cumsum([len(cover[i][0]) for i in idx])]
+    return idx, rows, cols, np.concatenate([cover[i][1] for i in idx]), starts
+
+def _tile_windows(rows, cols, starts, tile) -> np.ndarray:
+    "(sites, 4) first tile row, first tile column, end tile row, end tile column of each run of cells."
+    s, (th, tw) = starts[:-1], tile
+    return np.stack([np.minimum.reduceat(rows, s) // th, np.minimum.reduceat(cols, s) // tw,
+                     np.maximum.reduceat(rows, s) // th + 1, np.maximum.reduceat(cols, s) // tw + 1], axis=1)
+
+# %% ../nbs/08_local.ipynb #7d441da5
+def _categorical_windows(stack:RasterStack, geoms:list) -> dict:
+    "`categorical_piece` for any class type: one window read and one `class_areas` per site."
     n, k = len(geoms), len(stack.specs)
     total, valid, rows = np.zeros(n), np.zeros((n, k)), []
     for i, vals, cov, area in _measure(stack, geoms):
@@ -358,6 +467,31 @@ def categorical_piece(stack:RasterStack, # the opened source
         rows.append((np.full(len(lay), i), lay, cls.astype(np.int64), cnt, ar))
     cols = [np.concatenate(c) for c in zip(*rows)] if rows else [np.zeros(0, np.int64)] * 3 + [np.zeros(0)] * 2
     return dict(zip(('site', 'layer', 'class_value', 'count', 'area'), cols), total=total, valid=valid)
+
+# %% ../nbs/08_local.ipynb #965b0640
+def _categorical_u8(stack:RasterStack, geoms:list, max_bytes:int=24 * 2**20) -> dict:
+    "`categorical_piece` for uint8 classes: each run's tiles decoded once, one compiled tally."
+    n, k, (th, tw) = len(geoms), len(stack.specs), stack.tile
+    idx, rows, cols, cov, starts = _cells(polygon_coverage(geoms, stack.transform, stack.shape), stack.shape[1])
+    total, valid, out = np.zeros(n), np.zeros((n, k)), [np.zeros((5, 0))]
+    nodata, tally = np.array([int(v) if v is not None and float(v).is_integer() else -1 for v in stack.nodata], np.int64), _compiled(_tally_u8)
+    for a, b, mask, lo in (_runs(_tile_windows(rows, cols, starts, stack.tile), max(1, max_bytes // (k * th * tw)))
+                           if len(idx) else []):
+        s, e, sites = starts[a], starts[b], idx[a:b]
+        o, total[sites], valid[sites] = tally(*_read_tiles(stack, mask, lo), lo[0], lo[1], th.bit_length() - 1,
+                                              tw.bit_length() - 1, rows[s:e], cols[s:e], cov[s:e], starts[a:b + 1] - s,
+                                              stack.row_area, nodata)
+        o[0] = sites[o[0].astype(np.int64)]; out.append(o)
+    o = np.concatenate(out, axis=1)
+    return dict(site=o[0].astype(np.int64), layer=o[1].astype(np.int64), class_value=o[2].astype(np.int64),
+                count=o[3], area=o[4], total=total, valid=valid)
+
+# %% ../nbs/08_local.ipynb #a79ab03e
+def categorical_piece(stack:RasterStack, # the opened source
+                      geoms:list, # polygons in the stack's CRS
+                     ) -> dict:
+    "Class rows (site position, layer, class, count, area m²), each site's measured area and valid area per layer."
+    return (_categorical_u8 if stack.dtype == np.uint8 else _categorical_windows)(stack, geoms)
 
 # %% ../nbs/08_local.ipynb #7aa17db3
 def continuous_piece(stack:RasterStack, # the opened source
@@ -405,8 +539,10 @@ def coverage_errors(ids:list, # site ids
     ok = np.array([g is not None for g in geoms], bool)
     ext = np.ones(len(geoms))
     if ok.any():
-        arr = np.array(geoms, dtype=object)[ok]
-        ext[ok] = shapely.area(shapely.intersection(arr, box(*bounds))) / shapely.area(arr)
+        arr, pos = np.array(geoms, dtype=object)[ok], np.nonzero(ok)[0]
+        b = shapely.bounds(arr)
+        cut = ~((b[:, 0] >= bounds[0]) & (b[:, 1] >= bounds[1]) & (b[:, 2] <= bounds[2]) & (b[:, 3] <= bounds[3]))
+        ext[pos[cut]] = shapely.area(shapely.intersection(arr[cut], box(*bounds))) / shapely.area(arr[cut])
     out = []
     for i, sid in enumerate(ids):
         msg = ('empty or non-polygonal geometry; no rows' if not ok[i] else
@@ -417,18 +553,18 @@ def coverage_errors(ids:list, # site ids
 # %% ../nbs/08_local.ipynb #cc5528f9
 def _result(df, problems, ids, kind, layer):
     "An `ExtractionResult`: problems of sites without rows are errors, of sites with rows warnings."
-    from gee_polygons.extract import ExtractionResult
-    has_rows = set(df['site_id'])
+    from gee_polygons.result import ExtractionResult
+    has_rows = set(df['site_id'].unique())
     return ExtractionResult(df, [p for p in problems if p[0] not in has_rows], len(ids), kind, layer,
                             warnings=[p for p in problems if p[0] in has_rows])
 
 # %% ../nbs/08_local.ipynb #781eefbf
 _WORKER = {}
 
-def _worker_init(specs, cachemax_mb):
+def _worker_init(specs, cachemax_mb, earth='wgs84'):
     "Start a worker: a modest GDAL cache, and its own open datasets."
     os.environ['GDAL_CACHEMAX'] = str(int(cachemax_mb) * 2**20)  # in bytes, as GDAL reads values >= 100000
-    _WORKER['stack'] = RasterStack(specs)
+    _WORKER['stack'] = RasterStack(specs, earth)
 
 def _measure_piece(kind, args, stack, geoms):
     "Measure `geoms` on `stack` with the piece function of `kind` ('categorical' or 'continuous')."
@@ -456,22 +592,38 @@ def _auto_workers(n_sites:int, workers) -> int:
     return int(workers)
 
 # %% ../nbs/08_local.ipynb #669a3836
-def _run_here(kind, args, geoms, specs, pieces, bar, gdal_cachemax) -> list:
+def _run_here(kind, args, geoms, specs, pieces, bar, gdal_cachemax, earth='wgs84') -> list:
     "Measure `pieces` in this process: [(positions, result dict)], ticking `bar`."
     out = []
-    with _need('rasterio').Env(GDAL_CACHEMAX=gdal_cachemax * 2**20), RasterStack(specs) as stack:  # bytes
+    with _need('rasterio').Env(GDAL_CACHEMAX=gdal_cachemax * 2**20), RasterStack(specs, earth) as stack:  # bytes
         for p in pieces: out.append((p, _measure_piece(kind, args, stack, [geoms[i] for i in p]))); bar.update(len(p))
     return out
 
+# %% ../nbs/08_local.ipynb #f6740ad0
+@contextlib.contextmanager
+def _script_hidden():
+    "While starting spawned workers: hide the `__main__` script, so that they do not run it again."
+    main = sys.modules.get('__main__')
+    saved = {a: getattr(main, a) for a in ('__file__', '__spec__') if hasattr(main, a)}
+    try:
+        if '__file__' in saved: del main.__file__
+        if '__spec__' in saved: main.__spec__ = None
+        yield
+    finally:
+        for a, v in saved.items(): setattr(main, a, v)
+
 # %% ../nbs/08_local.ipynb #2c6dc687
-def _run_workers(kind, args, geoms, specs, pieces, bar, workers:int, gdal_cachemax) -> list:
+def _run_workers(kind, args, geoms, specs, pieces, bar, workers:int, gdal_cachemax, earth='wgs84') -> list:
     "Measure `pieces` in `workers` processes, each with its own datasets: [(positions, result dict)], in piece order."
     mod = importlib.import_module('gee_polygons.local')  # workers import the installed module, not a notebook
     tasks = [(kind, args, shapely.to_wkb(np.array([geoms[i] for i in p], dtype=object))) for p in pieces]
     out = []
     with ProcessPoolExecutor(workers, mp_context=get_context('spawn'), initializer=mod._worker_init,
-                             initargs=(specs, gdal_cachemax)) as ex:
-        for p, r in zip(pieces, ex.map(mod._worker_piece, tasks)): out.append((p, r)); bar.update(len(p))
+                             initargs=(specs, gdal_cachemax, earth)) as ex:
+        with _script_hidden(): results = ex.map(mod._worker_piece, tasks)  # the workers start here
+        try:
+            for p, r in zip(pieces, results): out.append((p, r)); bar.update(len(p))
+        except ValueError as e: raise e.with_traceback(None) from None  # a user's error (a damaged raster): one line
     return out
 
 # %% ../nbs/08_local.ipynb #57876a8c
@@ -482,7 +634,8 @@ def run_pieces(kind:str, # 'categorical' or 'continuous'
                workers=None, # processes; None: automatic
                progress:bool=True, # show a tqdm bar
                piece_size:int=250, # sites per piece (per exactextract call)
-               gdal_cachemax:int=256, # MB of GDAL block cache per process
+               gdal_cachemax:int=16, # MB of GDAL block cache per process
+               earth:str='wgs84', # earth model of pixel areas: 'wgs84' or 'sphere'
               ) -> list:
     "[(positions, result dict)] for pieces of the non-empty `geoms`, in piece order."
     from tqdm.auto import tqdm
@@ -491,8 +644,8 @@ def run_pieces(kind:str, # 'categorical' or 'continuous'
     pieces = _pieces(geoms, max(workers * 4, -(-n_todo // piece_size)))
     bar = tqdm(total=len(geoms), disable=not progress, unit='site', desc=f'local {kind}')
     bar.update(len(geoms) - n_todo)
-    if workers == 1: out = _run_here(kind, args, geoms, specs, pieces, bar, gdal_cachemax)
-    else: out = _run_workers(kind, args, geoms, specs, pieces, bar, workers, gdal_cachemax)
+    if workers == 1: out = _run_here(kind, args, geoms, specs, pieces, bar, gdal_cachemax, earth)
+    else: out = _run_workers(kind, args, geoms, specs, pieces, bar, workers, gdal_cachemax, earth)
     bar.close()
     return out
 
@@ -500,28 +653,30 @@ def run_pieces(kind:str, # 'categorical' or 'continuous'
 def _prepare(sites, specs) -> tuple:
     "Ids, geometries in the raster's CRS, and the raster's bounds."
     ids, geoms = site_geometries(sites)
-    with _open(specs[0][0]) as ds: crs, bounds = ds.crs, tuple(ds.bounds)
+    with _open(specs[0][0]) as ds: crs, bounds, problem = ds.crs, tuple(ds.bounds), _grid_problem(ds)
+    if problem: raise ValueError(problem)
     return ids, to_raster_crs(geoms, crs), bounds
 
-def _check_common(min_coverage, layer, cls):
-    "Refuse a layer of the wrong kind, or a `min_coverage` outside [0, 1]."
+def _check_common(min_coverage, layer, cls, earth='wgs84'):
+    "Refuse a layer of the wrong kind, a `min_coverage` outside [0, 1], or an unknown earth model."
+    _earth(earth)
     if not isinstance(layer, cls): raise TypeError(f'Expected a {cls.__name__}, got {type(layer).__name__}.')
     if not 0 <= min_coverage <= 1: raise ValueError(f'min_coverage is a share between 0 and 1, not {min_coverage}.')
 
 # %% ../nbs/08_local.ipynb #8d7b1ee3
 def _categorical_table(ids, years, layer, parts) -> pd.DataFrame:
-    "The tidy categorical table from the pieces' rows, in site, year, class order."
+    "The tidy categorical table from the pieces' rows, in site, year, class order, built column by column."
     cols = {c: np.concatenate([r[c] for _, r in parts] or [np.zeros(0)]) for c in ('layer', 'class_value', 'count', 'area')}
     site = np.concatenate([p[r['site']] for p, r in parts] or [np.zeros(0, np.int64)]).astype(np.int64)
-    lay, cls = cols['layer'].astype(np.int64), cols['class_value'].astype(np.int64)
-    o = np.lexsort((cls, lay, site))
-    site, lay, cls, area = site[o], lay[o], cls[o], cols['area'][o]
+    o = np.argsort(site, kind='stable')  # each site's rows come in (layer, class) order already
+    site, lay, cls, area = site[o], cols['layer'][o].astype(np.int64), cols['class_value'][o].astype(np.int64), cols['area'][o]
     classified = np.bincount(site * len(years) + lay, area, len(ids) * len(years))[site * len(years) + lay]
-    names = {v: layer.class_name(v) for v in np.unique(cls).tolist()}
-    df = pd.DataFrame(dict(site_id=np.asarray(ids, dtype=object)[site], year=np.asarray(years, np.int64)[lay],
-                           class_value=cls, class_name=[names[v] for v in cls.tolist()], count=cols['count'][o],
-                           area_ha=area / 1e4, fraction=area / classified))
-    return tidy(df, CATEGORICAL_SCHEMA)
+    codes = np.unique(cls)
+    names = np.array([layer.class_name(v) for v in codes.tolist()], dtype=object)[np.searchsorted(codes, cls)]
+    return pd.DataFrame(dict(site_id=pd.array(np.asarray(ids, dtype=object)[site], dtype='string'),
+                             year=np.asarray(years, np.int64)[lay], class_value=cls,
+                             class_name=pd.array(names, dtype='string'), count=cols['count'][o], area_ha=area / 1e4,
+                             fraction=area / classified))
 
 # %% ../nbs/08_local.ipynb #c20b7c74
 def _gather(parts, n, k) -> tuple:
@@ -540,13 +695,14 @@ def local_categorical(sites, # SiteCollection, list of Sites, or one Site
                       min_coverage:float=0.99, # report sites whose covered share is below this
                       band_years:list|None=None, # year of each band, for a file without band descriptions
                       piece_size:int=250, # sites per piece
+                      earth:str='wgs84', # pixel areas on the WGS84 ellipsoid (true areas), or 'sphere' as Earth Engine
                      ):
     "Class areas per site and year from local rasters, as an `ExtractionResult` of the tidy categorical table."
-    _check_common(min_coverage, layer, CategoricalLayer)
+    _check_common(min_coverage, layer, CategoricalLayer, earth)
     years = layer.check_years(years)
     specs = categorical_sources(source, layer, years, band_years)
     ids, geoms, bounds = _prepare(sites, specs)
-    parts = run_pieces('categorical', (), geoms, specs, workers, progress, piece_size)
+    parts = run_pieces('categorical', (), geoms, specs, workers, progress, piece_size, earth=earth)
     total, valid = _gather(parts, len(ids), len(years))
     problems = coverage_errors(ids, geoms, bounds, total, valid, years, min_coverage)
     return _result(_categorical_table(ids, years, layer, parts), problems, ids, 'categorical', layer)
@@ -602,9 +758,10 @@ def local_continuous(sites, # SiteCollection, list of Sites, or one Site
                      progress:bool=True, # show a progress bar
                      min_coverage:float=0.99, # report sites whose share inside the raster is below this
                      piece_size:int=250, # sites per piece
+                     earth:str='wgs84', # accepted for symmetry: statistics weigh cells by coverage, not by area
                     ):
     "Band statistics per site and period from local rasters, as an `ExtractionResult` of the tidy continuous table."
-    _check_common(min_coverage, layer, ContinuousLayer)
+    _check_common(min_coverage, layer, ContinuousLayer, earth)
     if reducer not in REDUCERS: raise ValueError(f'Unknown reducer {reducer!r}; use one of {", ".join(REDUCERS)}.')
     pers = periods(start, end, frequency)
     specs = continuous_sources(source, layer, pers)

@@ -13,18 +13,20 @@ from .layers import CategoricalLayer, ContinuousLayer
 
 # %% auto #0
 __all__ = ['SAMPLE_CLASSES', 'SAMPLE_PALETTE', 'SAMPLE_YEARS', 'SAMPLE_LAYER', 'ORIGIN', 'RES', 'SHAPE', 'DATA_DIR',
-           'SAMPLE_INDEX_DATES', 'SAMPLE_INDICES', 'INDEX_RES', 'sample_bounds', 'value_noise', 'fractal_noise',
-           'sample_classes', 'make_sample_raster', 'sample_sites', 'make_sample_sites', 'sample_sites_path',
-           'sample_raster_path', 'write_sample_data', 'sample_indices', 'make_sample_continuous']
+           'SAMPLE_INDEX_DATES', 'SAMPLE_INDICES', 'INDEX_RES', 'DW_FROM_SAMPLE', 'DW_YEARS', 'S2_DATES',
+           'EMBEDDING_DATES', 'PRESET_PREFIXES', 'sample_bounds', 'value_noise', 'fractal_noise', 'sample_classes',
+           'make_sample_raster', 'sample_sites', 'make_sample_sites', 'sample_sites_path', 'sample_raster_path',
+           'sample_indices', 'make_sample_continuous', 'sample_deforestation', 'sample_dynamic_world',
+           'sample_sentinel2', 'sample_embedding', 'make_preset_rasters', 'preset_sources', 'write_sample_data']
 
 # %% ../nbs/20_sample_data.ipynb #77a69c90
 SAMPLE_CLASSES = {3: 'Forest Formation', 4: 'Savanna Formation', 12: 'Grassland', 15: 'Pasture',
                   21: 'Mosaic of Uses', 24: 'Urban Area', 33: 'River, Lake and Ocean'}
 SAMPLE_PALETTE = {3: '#1f8d49', 4: '#7dc975', 12: '#d6bc74', 15: '#edde8e', 21: '#ffefc3', 24: '#d4271e', 33: '#2532e4'}
-SAMPLE_YEARS = list(range(2016, 2024))
+SAMPLE_YEARS = list(range(2010, 2024))
 SAMPLE_LAYER = CategoricalLayer('users/gee-polygons/sample_lulc', SAMPLE_CLASSES, SAMPLE_PALETTE, SAMPLE_YEARS,
                                 scale=30, name='sample',
-                                description='SYNTHETIC MapBiomas-like land cover 2016-2023 (examples and tests only)')
+                                description='SYNTHETIC MapBiomas-like land cover 2010-2023 (examples and tests only)')
 
 # %% ../nbs/20_sample_data.ipynb #6faa6dd1
 ORIGIN = (-48.0, -15.72) # lon, lat of the upper-left corner
@@ -65,7 +67,7 @@ def fractal_noise(rng:np.random.Generator, # seeded generator
 
 # %% ../nbs/20_sample_data.ipynb #9b99532f
 def _base_map(rng, shape):
-    "The 2016 classes plus the fields that drive later change."
+    "The starting classes plus the fields that drive their change."
     h, w = shape
     river, nat, moist = (fractal_noise(rng, shape, c) for c in (2, 3, 4))
     press, mos, regrow = (fractal_noise(rng, shape, c) for c in (3, 6, 8))
@@ -106,21 +108,32 @@ def _rasterio():
     except ImportError: raise ImportError('This needs rasterio: pip install "gee_polygons[local]"') from None
     return rasterio
 
+# %% ../nbs/20_sample_data.ipynb #074c11f1
+def _write_grid(path, # where to write the GeoTIFF
+                arr:np.ndarray, # (bands, rows, cols)
+                res:float, # pixel size in degrees; the upper-left corner is `ORIGIN`
+                names:list, # band descriptions (band names)
+                nodata=None, # nodata value, if any
+                tags:dict|None=None) -> Path: # more metadata tags
+    "Write `arr` as a DEFLATE-compressed, pixel-interleaved EPSG:4326 GeoTIFF over the sample area."
+    rasterio, path = _rasterio(), Path(path)
+    prof = dict(driver='GTiff', width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=arr.dtype.name, nodata=nodata,
+                crs='EPSG:4326', transform=rasterio.transform.from_origin(*ORIGIN, res, res), compress='deflate', zlevel=9, interleave='pixel')
+    if min(arr.shape[1:]) >= 256: prof.update(tiled=True, blockxsize=256, blockysize=256)
+    else: prof.update(blockysize=arr.shape[1], predictor=2 if arr.dtype == np.uint16 else 1)  # one strip: rows repeat
+    with rasterio.open(path, 'w', **prof) as dst:
+        dst.write(arr)
+        for i, n in enumerate(names, 1): dst.set_band_description(i, n)
+        dst.update_tags(SYNTHETIC='yes', **(tags or {}))
+    return path
+
 # %% ../nbs/20_sample_data.ipynb #5dfed4df
 def make_sample_raster(path, # where to write the GeoTIFF
                        seed:int=2016, # seed of the generator
                       ) -> Path:
     "Write the synthetic categorical GeoTIFF (EPSG:4326, uint8, nodata 0, a band per year) to `path`."
-    rasterio, path = _rasterio(), Path(path)
-    arr = sample_classes(seed)
-    prof = dict(driver='GTiff', width=SHAPE[1], height=SHAPE[0], count=len(SAMPLE_YEARS), dtype='uint8', nodata=0,
-                crs='EPSG:4326', transform=rasterio.transform.from_origin(*ORIGIN, RES, RES), tiled=True,
-                blockxsize=256, blockysize=256, compress='deflate', interleave='band')
-    with rasterio.open(path, 'w', **prof) as dst:
-        dst.write(arr)
-        for i, y in enumerate(SAMPLE_YEARS, 1): dst.set_band_description(i, SAMPLE_LAYER.band_name(y))
-        dst.update_tags(SYNTHETIC='yes', DESCRIPTION=SAMPLE_LAYER.description, SEED=str(seed))
-    return path
+    return _write_grid(path, sample_classes(seed), RES, [SAMPLE_LAYER.band_name(y) for y in SAMPLE_YEARS], 0,
+                       dict(DESCRIPTION=SAMPLE_LAYER.description, SEED=str(seed)))
 
 # %% ../nbs/20_sample_data.ipynb #fc666a8a
 _LAT0 = ORIGIN[1] - SHAPE[0] * RES / 2
@@ -194,14 +207,6 @@ def sample_raster_path() -> Path:
     "Path of the shipped synthetic land-cover GeoTIFF."
     return _shipped('sample_lulc.tif')
 
-# %% ../nbs/20_sample_data.ipynb #c59eac5c
-def write_sample_data(folder=None, # output folder; the package's data folder by default
-                     ) -> tuple:
-    "Regenerate both sample files into `folder`; returns their paths."
-    folder = Path(folder) if folder else DATA_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    return make_sample_sites(folder / 'sample_sites.geojson'), make_sample_raster(folder / 'sample_lulc.tif')
-
 # %% ../nbs/20_sample_data.ipynb #4977fbef
 SAMPLE_INDEX_DATES = {2020: ['2020-01-14', '2020-04-02', '2020-06-21', '2020-09-09', '2020-11-30'],
                       2021: ['2021-02-03', '2021-04-18', '2021-07-07', '2021-09-25', '2021-12-12']}
@@ -249,3 +254,98 @@ def make_sample_continuous(folder, # where to write; gets a `collection` folder 
             warnings.simplefilter('ignore', RuntimeWarning); comp = np.nanmedian(np.stack([imgs[d] for d in dates]), axis=0)
         _write_indices(folder / f'composite_{y}.tif', comp.astype(np.float32), t)
     return folder / 'collection', str(folder / 'composite_{period}.tif')
+
+# %% ../nbs/20_sample_data.ipynb #10738b4e
+def sample_deforestation(lulc:np.ndarray, # (years, rows, cols) classes from `sample_classes`
+                        ) -> np.ndarray:
+    "MapBiomas-style deforestation classes per year (1-7; 0 = nodata) derived from the land-cover history `lulc`."
+    nat = np.isin(lulc, (3, 4, 12))
+    last_nat, cleared, out = nat[0].copy(), np.zeros(lulc.shape[1:], bool), np.zeros_like(lulc)
+    for k, n in enumerate(nat):
+        valid = (lulc[k] != 0) & (lulc[k] != 33)
+        code = np.where(n, np.where(~last_nat, 5, np.where(cleared, 3, 2)), np.where(last_nat, np.where(cleared, 6, 4), 1))
+        out[k] = np.where(valid, code, np.where(lulc[k] == 33, 7, 0))
+        cleared |= valid & ~n
+        last_nat = np.where(valid, n, last_nat)
+    return out
+
+# %% ../nbs/20_sample_data.ipynb #828f7262
+DW_FROM_SAMPLE = {3: 1, 4: 5, 12: 2, 15: 2, 21: 4, 24: 6, 33: 0} # sample class -> Dynamic World label
+DW_YEARS = list(range(2016, 2024)) # years of the Dynamic World stand-in
+S2_DATES = ['2020-03-15', '2020-08-20', '2021-03-10', '2021-08-25'] # dates of the Sentinel-2 stand-in
+EMBEDDING_DATES = ['2020-01-01', '2021-01-01'] # dates of the embedding stand-in
+
+def sample_dynamic_world(lulc:np.ndarray) -> dict:
+    "{date: (1, rows/2, cols/2) uint8 Dynamic World labels (255 = nodata)}, one mid-year image per year of `DW_YEARS`."
+    lut = np.full(256, 255, np.uint8)
+    for k, v in DW_FROM_SAMPLE.items(): lut[k] = v
+    return {f'{y}-07-01': lut[lulc[SAMPLE_YEARS.index(y), ::2, ::2]][None] for y in DW_YEARS}
+
+# %% ../nbs/20_sample_data.ipynb #0c042274
+def sample_sentinel2(seed:int=2017) -> dict:
+    "{date: (13, 100, 100) uint16 L2A-like image: the 12 reflectance bands (x 1e4) then SCL (9 = cloud, 4 = vegetation)}."
+    from gee_polygons.datasets.sentinel2 import S2_REFLECTANCE_BANDS
+    rng, shape = np.random.default_rng(seed), (SHAPE[0] // 6, SHAPE[1] // 6)
+    green, out = fractal_noise(rng, shape, 3), {}
+    for d in S2_DATES:
+        g = np.clip(green - (0.15 if d[5:7] in ('07', '08', '09') else 0), 0, 1)  # drier in the dry season
+        refl = {b: np.full(shape, 0.12) for b in S2_REFLECTANCE_BANDS}
+        refl.update(B2=0.03 + 0.03 * (1 - g), B4=0.03 + 0.12 * (1 - g), B8=0.15 + 0.3 * g, B12=0.08 + 0.2 * (1 - g))
+        scl = np.where(fractal_noise(rng, shape, 5) > 0.62, 9, 4)
+        out[d] = np.stack([np.round(refl[b] * 1e4) for b in S2_REFLECTANCE_BANDS] + [scl]).astype(np.uint16)
+    return out
+
+# %% ../nbs/20_sample_data.ipynb #d9a5e454
+def sample_embedding(seed:int=2024) -> dict:
+    "{date: (64, 50, 50) float32 unit vectors, constant over 5 x 5 pixel blocks, drifting a little from year to year}."
+    rng, out, v = np.random.default_rng(seed), {}, None
+    for d in EMBEDDING_DATES:
+        v = rng.normal(size=(64, 10, 10)) if v is None else v + 0.04 * rng.normal(size=(64, 10, 10))
+        v = v / np.linalg.norm(v, axis=0)
+        out[d] = np.repeat(np.repeat(v, 5, 1), 5, 2).astype(np.float32)
+    return out
+
+# %% ../nbs/20_sample_data.ipynb #0c95da8a
+PRESET_PREFIXES = {'dynamic_world': 'preset_dynamic_world_', 'sentinel2': 'preset_sentinel2_', 'embedding': 'preset_embedding_'}
+
+def make_preset_rasters(folder, # where to write
+                        lulc:np.ndarray|None=None, # land-cover history (`sample_classes()` by default)
+                       ) -> list:
+    "Write the stand-ins for the MapBiomas deforestation, Dynamic World, Sentinel-2 and embedding presets; their paths."
+    from gee_polygons.datasets.dynamicworld import DYNAMIC_WORLD
+    from gee_polygons.datasets.sentinel2 import S2_REFLECTANCE_BANDS
+    from gee_polygons.datasets.embedding import SATELLITE_EMBEDDING
+    folder, lulc = Path(folder), sample_classes() if lulc is None else lulc
+    folder.mkdir(parents=True, exist_ok=True)
+    out = [_write_grid(folder / 'sample_deforestation.tif', sample_deforestation(lulc), RES, [f'classification_{y}' for y in SAMPLE_YEARS], 0)]
+    for key, imgs, res, names, nodata in (('dynamic_world', sample_dynamic_world(lulc), 2 * RES, [DYNAMIC_WORLD.band], 255),
+                                          ('sentinel2', sample_sentinel2(), 6 * RES, [*S2_REFLECTANCE_BANDS, 'SCL'], None),
+                                          ('embedding', sample_embedding(), 12 * RES, SATELLITE_EMBEDDING.bands, None)):
+        out += [_write_grid(folder / f'{PRESET_PREFIXES[key]}{d}.tif', a, res, names, nodata, {'DATE': d}) for d, a in imgs.items()]
+    return out
+
+# %% ../nbs/20_sample_data.ipynb #6135ebfa
+def preset_sources(folder=None, # where the stand-ins are; the package's data folder by default
+                  ) -> dict:
+    "Asset id -> stand-in (a GeoTIFF, or a sorted list of dated GeoTIFFs) for every preset layer and `SAMPLE_LAYER`."
+    from gee_polygons.datasets.registry import LAYERS
+    d = Path(folder) if folder else DATA_DIR
+    files = lambda key: sorted(d.glob(f'{PRESET_PREFIXES[key]}*.tif'))
+    kinds = [('mapbiomas_deforestation', d / 'sample_deforestation.tif'), ('mapbiomas', d / 'sample_lulc.tif'),
+             ('dynamic_world', files('dynamic_world')), ('sentinel2', files('sentinel2')), ('satellite_embedding', files('embedding'))]
+    out = {SAMPLE_LAYER.asset_id: d / 'sample_lulc.tif'}
+    for name, l in LAYERS.items():
+        src = next((s for k, s in kinds if name.startswith(k)), None)
+        if src is not None: out[getattr(l, 'asset_id', None) or l.collection_id] = src
+    missing = [str(v) for v in out.values() if not v or (isinstance(v, Path) and not v.exists())]
+    if missing: raise FileNotFoundError(f'Stand-ins missing in {d}: {missing[:3]}; reinstall gee_polygons or run write_sample_data().')
+    return out
+
+# %% ../nbs/20_sample_data.ipynb #c59eac5c
+def write_sample_data(folder=None, # output folder; the package's data folder by default
+                     ) -> tuple:
+    "Regenerate the sample files and the preset stand-ins into `folder`; returns the sites' and raster's paths."
+    folder = Path(folder) if folder else DATA_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    make_preset_rasters(folder)
+    return make_sample_sites(folder / 'sample_sites.geojson'), make_sample_raster(folder / 'sample_lulc.tif')

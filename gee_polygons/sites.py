@@ -352,42 +352,38 @@ def _to_wgs84(pa:PolygonArray, crs:CRS|None, name:str) -> np.ndarray:
 # %% ../nbs/01_sites.ipynb #1ccf194f
 ID_CANDIDATES = ('site_id', 'siteid', 'id', 'rid', 'fid', 'plot_id', 'plotid', 'uid', 'gid', 'objectid', 'code', 'name')
 
-def _ids_from(props:list, id_field:str, name:str) -> list:
-    "Ids from property `id_field` of every feature, insisting that none is missing."
-    ids = [site_id_str(p.get(id_field)) for p in props]
-    missing = [i for i, s in enumerate(ids) if s is None]
-    if missing and len(missing) == len(ids):
-        keys = sorted(set().union(*props))
-        raise ValueError(f'{name} has no id_field {id_field!r}; its properties are {keys[:30]}.')
-    if missing: raise ValueError(f'{name}: {len(missing)} features have no {id_field!r} (positions {missing[:10]}); every site needs an id.')
-    return ids
+def _id_problems(ids:list, id_field:str|None, name:str):
+    "Raise a one-line ValueError when `ids` (from column `id_field`) has blanks or repeats."
+    blank, dup = [i for i, s in enumerate(ids) if s is None], [k for k, c in Counter(ids).items() if c > 1 and k is not None]
+    if not blank and not dup: return
+    n_dup = sum(1 for s in ids if s in set(dup))
+    found = [f'{n_dup} features share {len(dup)} repeated id{"s" * (len(dup) > 1)} (e.g. {", ".join(map(repr, dup[:3]))})'] if dup else []
+    found += [f'{len(blank)} blank id{"s" * (len(blank) > 1)} (e.g. feature #{", #".join(map(str, blank[:3]))})'] if blank else []
+    col = f'id column {id_field!r}' if id_field else 'the list of site ids'
+    raise ValueError(f'{name}: {col} is not a unique, complete id: {" and ".join(found)}. Fix the column, '
+                     f'or choose another one with id_field=.')
 
 # %% ../nbs/01_sites.ipynb #a0cf41ed
 def site_ids(props:list, # each feature's properties
              id_field:str|None=None, # property holding the id; None detects one
              name:str='sites', # what to call the source in messages
             ) -> tuple:
-    "(ids as strings, the field they came from or None for positions)."
-    if id_field is not None: return _ids_from(props, id_field, name), id_field
-    if not props: return [], None
-    keys = sorted(set().union(*props))
-    for cand in ID_CANDIDATES:
-        for k in [k for k in keys if k.lower() == cand]:
-            ids = [site_id_str(p.get(k)) for p in props]
-            if None not in ids and len(set(ids)) == len(ids):
-                _log.info(f'{name}: site ids from property {k!r}.'); return ids, k
-    warnings.warn(f'{name}: no property is a unique, complete site id (looked for {", ".join(ID_CANDIDATES)}); '
-                  f'using positions "0".."{len(props) - 1}". Pass id_field= to choose one.', stacklevel=3)
-    return [str(i) for i in range(len(props))], None
+    "(ids as strings, the field they came from or None for positions); stops on blank or repeated ids."
+    keys = sorted(set().union(*props)) if props else []
+    if id_field is None: id_field = next((k for c in ID_CANDIDATES for k in keys if k.lower() == c), None)
+    elif props and id_field not in keys: raise ValueError(f'{name} has no id_field {id_field!r}; its properties are {keys[:30]}.')
+    if id_field is None:
+        if props: warnings.warn(f'{name}: no property looks like a site id (looked for {", ".join(ID_CANDIDATES)}); using positions '
+                                f'"0".."{len(props) - 1}". Pass id_field= to choose one.', stacklevel=3)
+        return [str(i) for i in range(len(props))], None
+    ids = [site_id_str(p.get(id_field)) for p in props]
+    _id_problems(ids, id_field, name); _log.info(f'{name}: site ids from property {id_field!r}.')
+    return ids, id_field
 
 # %% ../nbs/01_sites.ipynb #482423f9
 def _check_unique(ids:list, id_field:str|None, name:str):
-    "Raise a ValueError listing duplicate `ids` (the first 10 and how many)."
-    dup = [k for k, c in Counter(ids).items() if c > 1]
-    if not dup: return
-    more = f' and {len(dup) - 10} more' if len(dup) > 10 else ''
-    raise ValueError(f'{name}: {len(dup)} site ids occur more than once in {id_field or "the site ids"!r}: '
-                     f'{", ".join(map(repr, dup[:10]))}{more}. Site ids must be unique; fix them or choose another id_field=.')
+    "Raise the one-line ValueError of `_id_problems` for ids given directly (as `Site`s or a list)."
+    _id_problems(ids, id_field, name)
 
 # %% ../nbs/01_sites.ipynb #5a25ec1d
 def _polygonal(g):
@@ -569,20 +565,35 @@ def _parse_json(text, name:str):
     except json.JSONDecodeError as e: raise ValueError(f'{name} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.') from None
     except UnicodeDecodeError: raise ValueError(f'{name} is not UTF-8 encoded JSON text.') from None
 
+# %% ../nbs/01_sites.ipynb #cdf34133
+def _geojson_source(obj, name:str) -> tuple:
+    "(GeoJSON object, name for messages): reads `obj` when it is a path, parses it when it is JSON text."
+    if isinstance(obj, bytes): return _parse_json(obj, name), name
+    if not isinstance(obj, (str, Path)): return obj, name
+    text = obj.lstrip() if isinstance(obj, str) else ''
+    if text[:1] in ('{', '['): return _parse_json(obj, name), name
+    p = Path(obj)
+    if isinstance(obj, str) and not (p.suffix.lower() in ('.geojson', '.json') or '\n' not in obj and len(obj) < 4096 and p.is_file()):
+        raise ValueError(f'{name}: {obj[:60]!r} is neither GeoJSON text (which starts with {{ or [) nor the path of an existing file.')
+    if not p.is_file(): raise FileNotFoundError(f'Sites file not found: {p}' + (' (that is a directory)' if p.is_dir() else ''))
+    return _read_json(p), p.name
+
 # %% ../nbs/01_sites.ipynb #58268ceb
 @patch(cls_method=True)
-def from_geojson(cls:SiteCollection, obj, # GeoJSON dict, JSON text, list of Features, or an object with __geo_interface__
+def from_geojson(cls:SiteCollection, obj, # path of a GeoJSON file, a GeoJSON dict, JSON text, list of Features, or __geo_interface__
                  id_field:str|None=None, # property holding the site id; None detects one
                  lazy:bool|None=None, # make `Site`s on demand; None: only above LAZY_THRESHOLD sites
                  source_crs=None, # CRS of the coordinates, overriding the `crs` member (e.g. 'EPSG:5880')
                  on_invalid:str='raise', # 'raise' a ValueError on bad geometries, or 'skip' them (see `.report`)
                  make_valid:bool=False, # repair invalid geometries with shapely.make_valid
                  start_year_field:str|None='start_year', # property holding each site's start year
-                 name:str='GeoJSON', # what to call the source in messages
+                 name:str='GeoJSON', # what to call the source in messages (a file's name by default)
+                 lazy_threshold:int|None=None, # with lazy=None: lazy above this many sites (LAZY_THRESHOLD by default)
                 ) -> SiteCollection:
     "Sites from GeoJSON, reprojected to EPSG:4326 from its `crs` member or `source_crs`."
-    if isinstance(obj, (str, bytes)): obj = _parse_json(obj, name)
+    obj, name = _geojson_source(obj, name)
     features, crs_member = _geojson_features(obj, name)
+    if lazy is None and lazy_threshold is not None: lazy = len(features) > lazy_threshold
     pa, kinds, bad = _pack_geojson(features)
     pa.coords = _to_wgs84(pa, _source_crs(crs_member, source_crs, name), name)
     props = [_clean_props(f.get('properties')) if isinstance(f, dict) else {} for f in features]
@@ -679,3 +690,62 @@ def to_geodataframe(self:SiteCollection):
     df.insert(0, 'site_id', pd.array(self.ids, dtype='string'))
     df.insert(1, 'start_year', pd.array(self.start_years, dtype='Int64'))
     return gpd.GeoDataFrame(df, geometry=self._store.pa.take(self._idx).to_shapely(), crs='EPSG:4326')
+
+# %% ../nbs/01_sites.ipynb #faa484cd
+@patch(cls_method=True)
+def from_geojson(cls:Site, feature:dict, # a GeoJSON Feature (or bare Polygon/MultiPolygon)
+                 source_crs='EPSG:4326', # CRS of its coordinates
+                 **kw) -> Site: # more `SiteCollection.from_geojson` options (id_field=, start_year_field=, ...)
+    "One `Site` from a GeoJSON feature, as gee-polygons 0.0.4's `Site.from_geojson` made it."
+    return SiteCollection.from_geojson(feature, source_crs=source_crs, name=kw.pop('name', 'feature'), **kw)[0]
+
+@patch(cls_method=True)
+def from_geodataframe_row(cls:Site, row, # a row of a GeoDataFrame (`gdf.iloc[i]` or from `gdf.iterrows()`)
+                          geometry_col:str='geometry', # the geometry column
+                          source_crs=None, # the GeoDataFrame's CRS (e.g. str(gdf.crs)); None: EPSG:4326
+                          **kw) -> Site: # more `SiteCollection.from_geojson` options
+    "One `Site` from a GeoDataFrame row: the geometry column plus every other column as a property."
+    props = {k: v for k, v in row.items() if k != geometry_col}
+    feature = {'type': 'Feature', 'geometry': row[geometry_col].__geo_interface__, 'properties': _clean_props(props)}
+    return cls.from_geojson(feature, source_crs or 'EPSG:4326', **kw)
+
+# %% ../nbs/01_sites.ipynb #8999bde0
+@patch(as_prop=True)
+def feature(self:Site):
+    "The site as an `ee.Feature` (planar edges; properties with site_id and start_year), built without a request."
+    import ee
+    return ee.Feature(ee.Geometry(self.geometry, None, False), self.__geo_interface__['properties'])
+
+@patch
+def buffer(self:Site, distance_m:float): # buffer distance in metres
+    "The site's geometry buffered by `distance_m`, as an `ee.Geometry` (built without a request)."
+    return self.feature.geometry().buffer(distance_m)
+
+@patch
+def years(self:Site, end_year:int|None=None) -> list: # last year, included (this year by default)
+    "The years from `start_year` to `end_year`, both included."
+    from datetime import date
+    if self.start_year is None: raise ValueError(f'Site {self.site_id!r} has no start_year; give the years yourself, e.g. list(range(2016, 2024)).')
+    return list(range(self.start_year, (end_year or date.today().year) + 1))
+
+# %% ../nbs/01_sites.ipynb #9fa081bb
+@patch(cls_method=True)
+def from_sites(cls:SiteCollection, sites:list, # `Site` objects
+               metadata:dict|None=None) -> SiteCollection: # ignored (gee-polygons 0.0.4 kept it)
+    "gee-polygons 0.0.4's name for `SiteCollection(sites)`."
+    from gee_polygons.layers import warn_renamed
+    warn_renamed('SiteCollection.from_sites(sites)', 'SiteCollection(sites)')
+    return cls(sites)
+
+@patch(as_prop=True)
+def site_ids(self:SiteCollection) -> list:
+    "gee-polygons 0.0.4's name for `ids`."
+    from gee_polygons.layers import warn_renamed
+    warn_renamed('sites.site_ids', 'sites.ids')
+    return self.ids
+
+@patch(as_prop=True)
+def feature_collection(self:SiteCollection):
+    "Every site's `feature` in one `ee.FeatureCollection`, built without a request."
+    import ee
+    return ee.FeatureCollection([s.feature for s in self])

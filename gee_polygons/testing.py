@@ -6,12 +6,14 @@ Docs: https://gee-polygons.github.io/gee_polygons/testing.html.md"""
 
 # %% ../nbs/23_testing.ipynb #70f7de56
 from __future__ import annotations
-import json, socket
+import json, socket, tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['restore_client', 'offline_init', 'algorithm_names', 'known_algorithms', 'NetworkBlockedError', 'block_sockets',
-           'unblock_sockets']
+__all__ = ['OFFLINE_TASK_SECONDS', 'OFFLINE_ADVANCE', 'restore_client', 'offline_init', 'algorithm_names', 'known_algorithms',
+           'NetworkBlockedError', 'block_sockets', 'unblock_sockets', 'OfflineService', 'offline']
 
 # %% ../nbs/23_testing.ipynb #b36d0cab
 _PATCHED = ('data._install_cloud_api_resource', 'data.getAlgorithms', 'deprecation._FetchDataCatalogStac')
@@ -108,3 +110,35 @@ def __getattr__(name):
     if name not in _REEXPORTS: raise AttributeError(f"module 'gee_polygons.testing' has no attribute {name!r}")
     from importlib import import_module
     return getattr(import_module(f'gee_polygons.{_REEXPORTS[name]}'), name)
+
+# %% ../nbs/23_testing.ipynb #9b896bab
+OFFLINE_TASK_SECONDS = 20.0 # emulated run time of every export task in `offline()`
+OFFLINE_ADVANCE = 60.0 # emulated seconds the clock moves at every request in `offline()`
+
+@dataclass
+class OfflineService:
+    "What `offline()` yields: where the emulator listens, the emulator, and the folder exported files land in."
+    url: str # e.g. 'http://127.0.0.1:50123'; pass as gee_polygons.init(url=...) or --ee-url
+    emulator: object # the running `Emulator`
+    folder: Path # exported files: drive/<folder>/... and gcs/<bucket>/...
+    evaluator: object # the `Evaluator` that computes the tables
+
+# %% ../nbs/23_testing.ipynb #711168b2
+@contextmanager
+def offline(folder=None, # where exported files go; a temporary folder (deleted on exit) by default
+            port:int=0, # TCP port on 127.0.0.1 (0: any free port)
+            project:str='offline-project', # project name in request paths
+            **emulator_kw): # more `Emulator` options: task_seconds, auto_advance, max_running, ...
+    "Emulator + evaluator of every preset over the bundled stand-ins, with the real client connected; yields an `OfflineService`."
+    import ee
+    from gee_polygons.emulator import Emulator
+    from gee_polygons.evaluator import Evaluator
+    from gee_polygons.sample_data import preset_sources
+    opts = dict(task_seconds=OFFLINE_TASK_SECONDS, auto_advance=OFFLINE_ADVANCE) | emulator_kw
+    with tempfile.TemporaryDirectory(prefix='gee_polygons_offline_') as tmp, Evaluator(preset_sources()) as ev:
+        out = Path(folder) if folder is not None else Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        with Emulator(project, evaluate=ev, out_dir=str(out), port=port, **opts) as emu:
+            emu.connect()
+            try: yield OfflineService(emu.url, emu, out, ev)
+            finally: ee.Reset()

@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from matplotlib.image import imread
-from gee_polygons import cli, gateway
+from gee_polygons import cli, gateway, export as gx
 from gee_polygons.cli import COMMANDS, main
-from gee_polygons.emulator import Emulator
+from gee_polygons.emulator import Emulator, site_ids
 from gee_polygons.layers import CATEGORICAL_SCHEMA, tidy
 from gee_polygons.sample_data import SAMPLE_LAYER, SAMPLE_YEARS, sample_raster_path, sample_sites_path
 from gee_polygons.sites import SiteCollection
@@ -61,7 +61,7 @@ def test_readme_main_job(in_tmp, truth):
     img = imread(in_tmp/'sample_areas.png')
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400 and img[..., :3].std() > 0.05
     lines = out.splitlines()
-    assert lines[0] == f'sample, local engine: 20 sites x 8 years: {len(truth.data)} rows for 20 sites'
+    assert lines[0] == f'sample, local engine: 20 sites x {len(SAMPLE_YEARS)} years: {len(truth.data)} rows for 20 sites'
     assert truth.errors == [] and lines[1] == f'{len(truth.warnings)} site warnings (rows cover part of the site):'
     assert lines[-2:] == ['wrote sample_areas.csv', 'wrote sample_areas.png']
 
@@ -107,7 +107,8 @@ USER_ERRORS = {
     'missing sites file': (('extract', '--sites', 'farms.geojson', '--layer', 'sample', '--source', 'x.tif', '--out', 'a.csv'),
                            ['Sites file not found: farms.geojson']),
     'unreadable years': (('extract', '--sample', '--years', '2016..2018', '--out', 'a.csv'), ["Cannot read --years '2016..2018'"]),
-    'years out of range': (('extract', '--sample', '--years', '2010-2012', '--out', 'a.csv'), ['available years are 2016-2023']),
+    'years out of range': (('extract', '--sample', '--years', '1990-1992', '--out', 'a.csv'),
+                           [f'available years are {SAMPLE_YEARS[0]}-{SAMPLE_YEARS[-1]}']),
     'unknown layer': (('extract', '--sample', '--layer', 'mapbiomass', '--out', 'a.csv'), ["Unknown layer 'mapbiomass'", 'mapbiomas_lulc']),
     'bad bucket': (('export', '--sample', '--dest', 'gs://My_Bucket/runs', '--manifest', 'job.json'), ["Bucket name 'My_Bucket'"]),
     'google bucket': (('plan', '--sample', '--dest', 'gs://google-data'), ['must not start with "goog" or contain "google"']),
@@ -117,11 +118,8 @@ USER_ERRORS = {
     'missing manifest (cancel)': (('cancel', '--manifest', 'no_job.json'), ['No export manifest']),
     'missing manifest (retry)': (('retry', '--manifest', 'no_job.json'), ['No export manifest']),
     'missing manifest (collect)': (('collect', '--manifest', 'no_job.json', '--source', '.', '--out', 'a.csv'), ['No export manifest']),
-    'no manifest given': (('status',), ['Give --manifest FILE.json']),
-    'export without manifest': (('export', '--sample', '--dest', 'drive:x'), ['Give --manifest FILE.json']),
     'manifest folder missing': (('export', '--sample', '--dest', 'drive:x', '--manifest', 'no/dir/job.json'), ['does not exist']),
     'table suffix': (('extract', '--sample', '--out', 'areas.xlsx'), ['ending in .csv or .parquet']),
-    'no output': (('extract', '--sample'), ['Give --out']),
     'output folder missing': (('extract', '--sample', '--out', 'no/dir/a.csv'), ['does not exist']),
     'chart suffix': (('extract', '--sample', '--out', 'a.csv', '--chart', 'a.jpg'), ['ending in .png']),
     'no sites': (('extract', '--layer', 'sample', '--source', 'x.tif', '--out', 'a.csv'), ['Give --sites FILE']),
@@ -140,13 +138,16 @@ def test_user_error_is_one_line(capsys, case):
     (('extract', '--sample', '--out', 'a.csv', '--workers', 'two'), ["gee-polygons extract: error: argument --workers: invalid int value: 'two'"]),
     (('wait', '--manifest', 'x.json', '--bogus'), ['gee-polygons wait: error: unrecognized arguments: --bogus']),
     (('extrakt',), ["unknown command 'extrakt'"]),
+    (('status',), ['the following arguments are required: --manifest']),
+    (('export', '--sample', '--dest', 'drive:x'), ['the following arguments are required: --manifest']),
+    (('extract', '--sample'), ['the following arguments are required: --out']),
+    (('chart', '--table', 'areas.csv', '--out', 'a.png'), ['the following arguments are required: --layer']),
     (('help', 'extrakt'), ["unknown command 'extrakt'"])])
 def test_malformed_command_line_is_one_line(capsys, args, contains):
     one_line_error(*call(capsys, *args), *contains, status=2)
 
 def test_chart_errors_need_a_table(capsys, in_tmp, truth):
     truth.to_csv('areas.csv')
-    one_line_error(*call(capsys, 'chart', '--table', 'areas.csv', '--out', 'a.png'), 'Give --layer NAME, one of:')
     one_line_error(*call(capsys, 'chart', '--table', 'areas.csv', '--layer', 'sample', '--out', 'a.png', '--transition', '2016'),
                    "Cannot read --transition '2016'")
     one_line_error(*call(capsys, 'chart', '--table', 'areas.csv', '--layer', 'sample', '--out', 'a.png', '--site', 'farm_9'),
@@ -182,30 +183,16 @@ def run_env(extra, *args):
 
 def test_debug_env_shows_traceback(capsys, monkeypatch):
     monkeypatch.setenv('GEE_POLYGONS_DEBUG', '1')
-    with pytest.raises(ValueError, match='Give --out'): main(['extract', '--sample'])
+    with pytest.raises(ValueError, match='ending in .csv or .parquet'): main(['extract', '--sample', '--out', 'a.xlsx'])
 
 # ---- batch exports against the emulator ----------------------------------------------------------------------------
-def chunk_site_ids(expr) -> list:
-    "Site ids inlined in a serialized export expression."
-    found = []
-    def walk(x):
-        if isinstance(x, dict):
-            v = x.get('constantValue')
-            if isinstance(v, list) and v and all(isinstance(r, list) and len(r) == 2 and isinstance(r[0], str) for r in v):
-                found.extend(r[0] for r in v)
-            for y in x.values(): walk(y)
-        elif isinstance(x, list):
-            for y in x: walk(y)
-    walk(expr)
-    return found
-
 @pytest.fixture
 def emu(truth, tmp_path):
     "An emulator whose exports hold the sample's rows (from the local engine) for each chunk's sites."
     rows = truth.data.astype(object)
     def evaluate(expr):
         years = {int(y) for y in re.findall(r'classification_(\d{4})', json.dumps(expr))}
-        return rows[rows.site_id.isin(chunk_site_ids(expr)) & rows.year.isin(years)].to_dict('records')
+        return rows[rows.site_id.isin(site_ids(expr)) & rows.year.isin(years)].to_dict('records')
     with Emulator(project='demo-project', max_running=3, task_seconds=10, auto_advance=5, evaluate=evaluate,
                   out_dir=tmp_path/'ee') as e:
         yield e
@@ -222,9 +209,10 @@ def test_export_status_collect_to_drive(capsys, in_tmp, emu, truth):
     export_sample(capsys, emu, 'drive:gee_exports', 'job.json')
     m = json.loads((in_tmp/'job.json').read_text())
     assert [c['state'] for c in m['chunks']] == ['COMPLETED'] * 4
-    assert [c['file_prefix'] for c in m['chunks']] == [f'job_chunk_{i:04d}' for i in range(4)]
-    assert m['job']['cli'] == dict(sites=None, sample=True, layer='sample', years=SAMPLE_YEARS, id_field=None, reducer='mean', frequency='yearly')
-    assert {o.description.rsplit('_chunk_')[0] for o in emu.ops.values()} == {'job_cat'}
+    assert all(c['file_prefix'].startswith('job') and c['file_prefix'].endswith(f'_chunk_{i:04d}') for i, c in enumerate(m['chunks']))
+    assert cli.recorded_meta(gx.Manifest.load('job.json')) == dict(sites=None, sample=True, layer='sample', years=SAMPLE_YEARS, reducer='mean',
+                                                                   frequency='yearly', id_field=None, source_crs=None, make_valid=False, skip_invalid=False)
+    assert all(o.description.startswith('job') for o in emu.ops.values())
     code, out, err = call(capsys, 'status', '--manifest', 'job.json', *ee_args(emu))
     assert code == 0 and out.splitlines()[1].split() == ['COMPLETED', '4', 'tasks', '20', 'sites']
     code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', emu.out_dir/'drive'/'gee_exports',
@@ -241,16 +229,16 @@ def test_export_no_wait_then_wait_then_collect_from_bucket(capsys, in_tmp, emu, 
     assert code == 0, err
     assert {o.state for o in emu.ops.values()} == {'SUCCEEDED'}
     files = sorted(p.name for p in (Path(emu.out_dir)/'gcs'/'demo-bucket'/'runs'/'2024').iterdir())
-    assert files == [f'job_chunk_{i:04d}.geojson' for i in range(4)]
-    (Path(emu.out_dir)/'gcs'/'demo-bucket'/'runs'/'2024'/'job_chunk_0003.geojson').write_text('{"type": "FeatureCollection", "feat')
+    assert files == [c.file_prefix + '.geojson' for c in gx.ExportTask.load('job.json').leaves]
+    (Path(emu.out_dir)/'gcs'/'demo-bucket'/'runs'/'2024'/files[3]).write_text('{"type": "FeatureCollection", "feat')
     code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', Path(emu.out_dir)/'gcs'/'demo-bucket',
                           '--out', 'c.csv', '--missing', 'missing.csv', '--strict', '--no-progress')
     assert code == 1
     lines = out.splitlines()
     want = truth.data[truth.data.year.isin([2016, 2017]) & ~truth.data.site_id.isin(['site_19', 'site_20'])].reset_index(drop=True)
     assert lines[0] == f'{len(want)} rows for 18/20 sites from 3 files'
-    assert lines[1] == 'unreadable files: 1'
-    assert lines[2].startswith('  job_chunk_0003.geojson: not valid JSON (') and lines[2].endswith('): truncated or corrupt')
+    assert lines[1] == 'files not used: 1'
+    assert lines[2].startswith(f'  {files[3]}: not valid JSON (') and lines[2].endswith('): truncated or corrupt')
     assert lines[3:] == ['expected (site_id, year) pairs without rows: 4 (chunk file unreadable: 4)', 'wrote c.csv', 'wrote missing.csv']
     missing = pd.read_csv(in_tmp/'missing.csv', dtype=str)
     assert sorted(set(missing.site_id)) == ['site_19', 'site_20'] and set(missing.reason) == {'chunk file unreadable'}
@@ -259,10 +247,16 @@ def test_export_no_wait_then_wait_then_collect_from_bucket(capsys, in_tmp, emu, 
 def test_plan_is_offline_and_matches_export(capsys, in_tmp, emu):
     code, out, err = call(capsys, 'plan', '--sample', '--chunk-size', '6', '--file-prefix', 'job')
     assert code == 0
-    assert out.splitlines()[0].startswith('20 sites, sample, years 2016-2023: ExportPlan(n_tasks=4, sites/task=2-6, bytes/task=')
-    planned = [int(l.split()[-1]) for l in out.splitlines()[2:]]
+    assert out.splitlines()[0].startswith(f'20 sites, sample, years {SAMPLE_YEARS[0]}-{SAMPLE_YEARS[-1]}: ExportPlan(n_tasks=4, sites/task=2-6, bytes/task=')
+    planned = [l.split() for l in out.splitlines()[2:-1]]
     export_sample(capsys, emu, 'drive:gee_polygons', 'job.json')
-    assert [c['bytes'] for c in json.loads((in_tmp/'job.json').read_text())['chunks']] == planned
+    m = json.loads((in_tmp/'job.json').read_text())
+    assert [c['bytes'] for c in m['chunks']] == [int(l[-1]) for l in planned]
+    job_id = m['job'].get('job_id')
+    same = lambda s: s.replace(job_id, '{job_id}') if job_id else s  # the plan shows where the job's id goes
+    assert [same(c['description']) for c in m['chunks']] == [l[1] for l in planned]
+    first, last = (same(m['chunks'][i]['file_prefix']) for i in (0, -1))
+    assert out.splitlines()[-1].startswith(f'files: drive://gee_polygons/{first}.csv ... {last}.csv')
 
 def test_failed_chunk_then_retry_from_manifest(capsys, in_tmp, emu, truth):
     fired = []
@@ -287,7 +281,7 @@ def test_failed_chunk_then_retry_from_manifest(capsys, in_tmp, emu, truth):
 
 def test_retry_without_recorded_inputs_asks_for_them(capsys, in_tmp, emu):
     export_sample(capsys, emu, 'drive:gee_exports', 'job.json')
-    m = json.loads((in_tmp/'job.json').read_text()); del m['job']['cli']
+    m = json.loads((in_tmp/'job.json').read_text()); m['job'].pop('cli', None); m['job'].pop('meta', None)
     (in_tmp/'job.json').write_text(json.dumps(m))
     one_line_error(*call(capsys, 'retry', '--manifest', 'job.json', *ee_args(emu)), 'does not record its sites and layer')
     code, out, err = call(capsys, 'retry', '--manifest', 'job.json', '--sample', '--layer', 'sample', '--poll', '0.001',
@@ -316,7 +310,7 @@ def test_extract_with_earth_engine(capsys, in_tmp, emu, truth):
                           *ee_args(emu))
     assert code == 0, err
     assert out.splitlines()[0].startswith('sample, ee engine: 20 sites x 3 years:')
-    want = truth.data[truth.data.year <= 2018].reset_index(drop=True)
+    want = truth.data[truth.data.year.between(2016, 2018)].reset_index(drop=True)
     pd.testing.assert_frame_equal(tidy(read_areas(in_tmp/'ee.csv'), CATEGORICAL_SCHEMA), want)
     assert any(e['path'].endswith('table:computeFeatures') for e in emu.log)
 
@@ -338,4 +332,246 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
         "Status."
         return 1 / 0
     monkeypatch.setitem(cli.COMMANDS, 'status', status)
-    with pytest.raises(ZeroDivisionError): main(['status'])
+    with pytest.raises(ZeroDivisionError): main(['status', '--manifest', 'job.json'])
+
+# ---- collect: never crashes, always writes --missing, exits 1 when incomplete (issue 9, point 5) ----------------------
+def test_collect_failed_and_undownloaded_chunks(capsys, in_tmp, emu, truth):
+    "One missing chunk FAILED, another simply not downloaded: a report (no TypeError), --missing written, exit 1."
+    export_sample(capsys, emu, 'drive:gee_exports', 'job.json')
+    m = gx.Manifest.load('job.json')
+    leaves = sorted(m.chunks.values(), key=lambda c: c.start)
+    leaves[1].state, leaves[1].error = 'FAILED', 'Computation timed out.'
+    m.save()
+    folder = Path(emu.out_dir)/'drive'/'gee_exports'
+    for c in leaves[1:3]: (folder/f'{c.file_prefix}.csv').unlink()
+    code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', folder, '--out', 'c.csv', '--missing', 'gaps.csv',
+                          '--no-progress')
+    assert code == 1 and 'Traceback' not in err
+    lines = out.splitlines()
+    assert lines[1:4] == ['chunk files missing: 2', f'  {leaves[1].file_prefix}.csv: task FAILED: Computation timed out.',
+                          f'  {leaves[2].file_prefix}.csv: task COMPLETED (file not downloaded or synced?)']
+    n = (leaves[1].n_sites + leaves[2].n_sites) * len(SAMPLE_YEARS)
+    assert err.startswith(f'gee-polygons collect: the table is incomplete ({n} expected pairs without rows)') and '--allow-incomplete' in err
+    gaps = pd.read_csv(in_tmp/'gaps.csv', dtype=str)
+    assert len(gaps) == n and set(gaps.site_id) == set(leaves[1].site_ids + leaves[2].site_ids)
+    code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', folder, '--out', 'c.csv', '--missing', 'gaps.csv',
+                          '--allow-incomplete', '--no-progress')
+    assert code == 0 and err == ''
+    code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', folder, '--out', 'c.csv', '--strict', '--no-progress')
+    assert code == 1  # --strict is still accepted
+
+def test_collect_complete_writes_an_empty_missing_table(capsys, in_tmp, emu):
+    export_sample(capsys, emu, 'drive:gee_exports', 'job.json')
+    code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', Path(emu.out_dir)/'drive', '--out', 'c.csv',
+                          '--missing', 'gaps.csv', '--no-progress')
+    assert code == 0 and err == '' and out.splitlines()[-1] == 'wrote gaps.csv'
+    assert list(pd.read_csv(in_tmp/'gaps.csv').columns) == ['site_id', 'year', 'chunk', 'reason'] and len(pd.read_csv(in_tmp/'gaps.csv')) == 0
+
+def test_collect_reports_other_jobs_files_and_groups_repeated_errors(capsys, in_tmp, emu, truth):
+    export_sample(capsys, emu, 'drive:gee_exports', 'job.json')
+    folder = Path(emu.out_dir)/'drive'/'gee_exports'
+    leaves = gx.ExportTask.load('job.json').leaves
+    names = [folder/f'{c.file_prefix}.csv' for c in leaves]
+    names[0].write_bytes(names[1].read_bytes())  # another chunk's rows
+    for p in names[2:]: p.write_text(p.read_text()[:-7])  # three truncated downloads
+    code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', folder, '--out', 'c.csv', '--no-progress')
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[1] == 'files not used: 3'
+    assert lines[2] == f'  2 files ({names[2].name}, {names[3].name}): truncated: the last line is incomplete'
+    assert lines[3].startswith(f'  {names[0].name}: belongs to another job: ')
+    assert 'chunk file belongs to another job' in lines[4]
+
+def test_hand_edited_manifest_is_one_line(capsys, in_tmp, emu):
+    export_sample(capsys, emu, 'drive:gee_exports', 'job.json')
+    good = json.loads((in_tmp/'job.json').read_text())
+    args = [('status', '--manifest', 'job.json', *ee_args(emu)), ('retry', '--manifest', 'job.json', *ee_args(emu)),
+            ('collect', '--manifest', 'job.json', '--source', Path(emu.out_dir)/'drive', '--out', 'c.csv')]
+    edits = [lambda m: m['chunks'][0].update(colour='red'), lambda m: m['job'].pop('config'), lambda m: m['job'].pop('destination')]
+    for edit in edits:
+        m = json.loads(json.dumps(good)); edit(m); (in_tmp/'job.json').write_text(json.dumps(m))
+        for a in args:
+            code, out, err = call(capsys, *a)
+            assert code == 1 and 'Traceback' not in err and len(err.splitlines()) == 1 and 'job.json' in err, (a, err)
+    m = json.loads(json.dumps(good)); m['chunks'].pop(1); (in_tmp/'job.json').write_text(json.dumps(m))
+    one_line_error(*call(capsys, *args[2]), "anifest 'job.json' does not cover the job's 20 sites exactly once")
+
+# ---- one line, never a traceback (issue 9, point 8) --------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def bad_rasters(tmp_path_factory):
+    import rasterio
+    d = tmp_path_factory.mktemp('rasters')
+    (d/'text.tif').write_text('not a raster at all')
+    raw = Path(sample_raster_path()).read_bytes(); (d/'cut.tif').write_bytes(raw[:len(raw) // 2])
+    with rasterio.open(sample_raster_path()) as s: prof, px = {k: v for k, v in s.profile.items() if k != 'crs'}, s.read()
+    with rasterio.open(d/'no_crs.tif', 'w', **prof) as dst: dst.write(px)
+    i = SAMPLE_YEARS.index(2016)
+    with rasterio.open(d/'unnamed.tif', 'w', **{**prof, 'crs': 'EPSG:4326', 'count': 3}) as dst: dst.write(px[i:i + 3])  # 2016-2018, unnamed
+    return d
+
+@pytest.mark.parametrize('name', ['text.tif', 'cut.tif', 'no_crs.tif'])
+def test_bad_raster_is_one_line(bad_rasters, name):
+    code, out, err = run('extract', '--sample', '--source', bad_rasters/name, '--out', 'a.csv', '--no-progress')
+    one_line_error(code, out, err, name)
+
+def test_chart_errors_are_one_line(capsys, in_tmp, truth):
+    truth.to_csv('areas.csv')
+    one_line_error(*call(capsys, 'chart', '--table', 'areas.csv', '--layer', 'sample', '--out', 'a.png', '--dpi', '100000'),
+                   '--dpi must be between 10 and 600')
+    pd.DataFrame(dict(site_id=['a'], period=['2020'], NDVI=[0.5], valid_count=[3.0])).to_csv('ndvi.csv', index=False)
+    one_line_error(*call(capsys, 'chart', '--table', 'ndvi.csv', '--layer', 'sample', '--out', 'a.png'), 'ndvi.csv is a continuous table')
+
+def test_chart_layer_mismatch_warns_and_uses_the_tables_names(capsys, in_tmp, truth):
+    truth.to_csv('areas.csv')
+    code, out, err = call(capsys, 'chart', '--table', 'areas.csv', '--layer', 'dynamic_world', '--out', 'a.png')
+    assert code == 0 and out == 'wrote a.png\n'
+    assert err.startswith("gee-polygons chart: warning: The table's classes do not match --layer dynamic_world") and len(err.splitlines()) == 1
+    code, out, err = call(capsys, 'chart', '--table', 'areas.csv', '--layer', 'sample', '--out', 'b.png')
+    assert code == 0 and err == ''
+
+def test_manifest_locked_is_a_user_error():
+    jobs = pytest.importorskip('gee_polygons.jobs')
+    if not hasattr(jobs, 'ManifestLockedError'): pytest.skip('gee_polygons.jobs has no ManifestLockedError yet')
+    assert cli.is_user_error(jobs.ManifestLockedError("Manifest 'job.json' is in use by pid 12@host"))
+
+def test_unreachable_ee_url_is_one_line(in_tmp, truth):
+    "An --ee-url nobody answers: one line, quickly (gateway.init's message)."
+    import socket, time
+    s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()
+    t = time.monotonic()
+    code, out, err = run('extract', '--sample', '--engine', 'ee', '--out', 'a.csv', '--ee-url', f'http://127.0.0.1:{port}')
+    assert code == 1 and 'Traceback' not in err and len(err.splitlines()) == 1, err
+    assert time.monotonic() - t < 60
+
+# ---- the command line a newcomer expects (issue 11, section 4) -------------------------------------------------------
+def test_help_reads_right(capsys):
+    for name in ('export', 'retry', 'wait', 'extract', 'collect'):
+        code, out, err = call(capsys, name, '--help')
+        flat = ' '.join(out.split())
+        assert '--no-progress hide' in flat and '(default: True)' not in flat and '(default: False)' not in flat, out
+    assert '--no-wait return once all are submitted (default: wait until every task has finished)' in ' '.join(call(capsys, 'export', '--help')[1].split())
+    for name, opts in cli.REQUIRED.items():
+        usage = call(capsys, name, '--help')[1].split('\n\n')[0]
+        for o in opts: assert f'[--{o.replace("_", "-")} ' not in usage and f'--{o.replace("_", "-")} ' in usage, (name, o)
+
+def test_messages_speak_cli(capsys, in_tmp):
+    one_line_error(*call(capsys, 'plan', '--sample', '--chunk-size', '0'), '--chunk-size must be')
+    one_line_error(*call(capsys, 'export', '--sample', '--dest', '', '--manifest', 'job.json'), 'Give --dest drive:FOLDER')
+    code, out, err = call(capsys, 'export', '--sample', '--dest', '', '--manifest', 'job.json')
+    assert 'None' not in err and 'chunk_size' not in err
+
+def sample_features():
+    return json.loads(Path(sample_sites_path()).read_text())
+
+def test_site_fixes_the_messages_name_exist(capsys, in_tmp):
+    "The options the messages name (--make-valid, --skip-invalid, --source-crs) exist and work."
+    d = sample_features()
+    ring = d['features'][0]['geometry']['coordinates'][0]
+    (x0, y0), (x1, y1) = ring[0], ring[len(ring) // 2]
+    d['features'][0]['geometry'] = {'type': 'Polygon', 'coordinates': [[[x0, y0], [x1, y1], [x1, y0], [x0, y1], [x0, y0]]]}  # a bow tie
+    Path('bowtie.geojson').write_text(json.dumps(d))
+    base = ('extract', '--sites', 'bowtie.geojson', '--layer', 'sample', '--source', sample_raster_path(), '--out', 'a.csv', '--no-progress')
+    code, out, err = call(capsys, *base)
+    one_line_error(code, out, err, '--make-valid', '--skip-invalid')
+    assert 'make_valid' not in err and 'on_invalid' not in err
+    code, out, err = call(capsys, *base, '--skip-invalid')
+    assert code == 0 and read_areas('a.csv').site_id.nunique() == 19 and 'warning' in err
+    code, out, err = call(capsys, *base, '--make-valid')
+    assert code == 0 and read_areas('a.csv').site_id.nunique() == 20
+
+def test_source_crs_option(capsys, in_tmp, truth):
+    from pyproj import Transformer
+    d, tr = sample_features(), Transformer.from_crs('EPSG:4326', 'EPSG:5880', always_xy=True)
+    move = lambda c: list(tr.transform(*c)) if isinstance(c[0], (int, float)) else [move(x) for x in c]
+    for f in d['features']: f['geometry']['coordinates'] = move(f['geometry']['coordinates'])
+    Path('metres.geojson').write_text(json.dumps(d))
+    base = ('extract', '--sites', 'metres.geojson', '--layer', 'sample', '--source', sample_raster_path(), '--out', 'a.csv', '--no-progress')
+    code, out, err = call(capsys, *base)
+    one_line_error(code, out, err, '--source-crs')
+    assert 'source_crs' not in err
+    code, out, err = call(capsys, *base, '--source-crs', 'EPSG:5880')
+    assert code == 0, err
+    assert read_areas('a.csv').site_id.nunique() == 20
+
+def test_band_years_option(capsys, in_tmp, bad_rasters):
+    base = ('extract', '--sample', '--source', bad_rasters/'unnamed.tif', '--out', 'a.csv', '--no-progress')
+    one_line_error(*call(capsys, *base, '--years', '2017'), '--band-years')
+    code, out, err = call(capsys, *base, '--years', '2017')
+    assert 'band_years' not in err
+    code, out, err = call(capsys, *base, '--band-years', '2016-2018', '--years', '2017')
+    assert code == 0, err
+    assert set(read_areas('a.csv').year) == {2017}
+
+def test_extract_says_which_engine_and_why(tmp_path):
+    "Without --source nor a project nor credentials, extract says it chose Earth Engine because no --source was given."
+    code, out, err = run_env({'HOME': str(tmp_path)}, 'extract', '--sample', '--layer', 'mapbiomas_lulc', '--out', 'a.csv')
+    one_line_error(code, out, err, 'No --source raster was given, so extract uses Earth Engine', '--source RASTER')
+    assert 'gee_polygons.init' not in err
+
+def test_status_groups_failures_by_error(capsys, in_tmp, emu):
+    emu.fail_tasks(lambda body: body.get('description', '').endswith(('chunk_0001', 'chunk_0003')), 'Asset is not readable.')
+    emu.fail_tasks(lambda body: body.get('description', '').endswith('chunk_0002'), "Image.load: Image asset 'x' not found.")
+    code, out, err = call(capsys, 'export', '--sample', '--dest', 'drive:x', '--manifest', 'job.json', '--chunk-size', '6',
+                          '--poll', '0.001', '--no-progress', *ee_args(emu))
+    assert code == 1
+    code, out, err = call(capsys, 'status', '--manifest', 'job.json', *ee_args(emu))
+    assert code == 0
+    lines = out.splitlines()
+    i = lines.index('failed tasks by error (3):')
+    assert lines[i + 1:] == ['  2 tasks, 8 sites: Asset is not readable. (chunks 0001, 0003)',
+                             "  1 tasks, 6 sites: Image.load: Image asset 'x' not found. (chunks 0002)",
+                             'retry them: gee-polygons retry --manifest job.json']
+
+# ---- retry after a crash during submission (issue 9, point 9) -----------------------------------------------------
+def test_retry_after_a_crash_during_submission(capsys, in_tmp, emu, truth):
+    from gee_polygons.emulator import SimulatedCrash, crash_after
+    if not cli._accepts_meta(): pytest.skip('the export functions do not take job_meta= yet (H1)')
+    with crash_after(2), pytest.raises(SimulatedCrash):
+        main(['export', '--sample', '--dest', 'drive:gee_exports', '--manifest', 'job.json', '--chunk-size', '6', '--poll', '0.001',
+              '--no-progress', *ee_args(emu)])
+    capsys.readouterr()
+    assert cli.recorded_meta(gx.Manifest.load('job.json'))['sample'] is True  # recorded before the first task started
+    code, out, err = call(capsys, 'retry', '--manifest', 'job.json', '--poll', '0.001', '--no-progress', *ee_args(emu))
+    assert code == 0, err
+    chunks = json.loads((in_tmp/'job.json').read_text())['chunks']
+    assert [c['state'] for c in chunks] == ['COMPLETED'] * 4 and len(emu.ops) == 4  # nothing submitted twice
+    code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', Path(emu.out_dir)/'drive', '--out', 'c.csv', '--no-progress')
+    assert code == 0
+    pd.testing.assert_frame_equal(tidy(read_areas(in_tmp/'c.csv'), CATEGORICAL_SCHEMA), truth.data)
+
+# ---- emulator and verify -----------------------------------------------------------------------------------------------
+def test_emulator_command_serves_until_ctrl_c(tmp_path, truth):
+    import signal, urllib.request
+    from gee_polygons import testing
+    if not hasattr(testing, 'offline'): pytest.skip('gee_polygons.testing.offline does not exist yet (H4)')
+    env = {**os.environ, 'GEE_POLYGONS_NO_NETWORK': '1', 'PYTHONPATH': str(ROOT/'.ci'/'netguard')}
+    p = subprocess.Popen([str(SCRIPT), 'emulator', '--folder', 'emu'], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith('press Ctrl-C'): lines.append(p.stdout.readline().rstrip('\n'))
+        url = re.search(r'serving at (\S+)', lines[0])[1]
+        assert f'pass --ee-url {url}' in lines[1] and f'exported files are written under {tmp_path/"emu"}' in '\n'.join(lines)
+        code, out, err = run('export', '--sample', '--dest', 'drive:gee_exports', '--manifest', tmp_path/'job.json', '--chunk-size', '10',
+                             '--poll', '0.01', '--no-progress', '--ee-url', url)
+        assert code == 0, err
+        assert len(list((tmp_path/'emu'/'drive'/'gee_exports').iterdir())) == 2
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and 'emulator stopped' in out and 'Traceback' not in err
+
+def test_verify_command(capsys, monkeypatch):
+    v = pytest.importorskip('gee_polygons.verify')
+    from gee_polygons import testing
+    if hasattr(testing, 'offline'):
+        with testing.offline() as o:
+            code, out, err = call(capsys, 'verify', '--ee-url', o.url, '--no-progress')
+            ok = v.verify(ee_url=o.url, progress=False).ok
+        assert code == (0 if ok else 1) and out.strip() and 'Traceback' not in err
+    class Report:
+        ok, rows = False, []
+        def __str__(self): return 'check  found  assumed  ok'
+    monkeypatch.setattr(v, 'verify', lambda **kw: Report())
+    code, out, err = call(capsys, 'verify', '--no-progress')
+    assert (code, out) == (1, 'check  found  assumed  ok\n')

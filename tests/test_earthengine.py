@@ -48,7 +48,7 @@ def test_continuous_expressions(layer, reducer, frequency, sites):
     names = algorithm_names(t)
     assert names <= known_algorithms(), names - known_algorithms()
     assert count_calls(t, 'Image.reduceRegions') == 1
-    assert f'Reducer.{reducer}' in names and 'ImageCollection.toBands' in names
+    assert f'Reducer.{reducer}' in names and 'ImageCollection.reduce' in names
     assert ('AggregateFeatureCollection.array' in names) == (frequency == 'all')
 
 def test_all_expressions_use_only_published_algorithms(sites):
@@ -64,3 +64,42 @@ def test_reused_server_functions_survive_reinitialisation(sites):
     before = ee.serializer.toJSON(E.categorical_table(layer, layer.years[-2:], sites))
     ee.Reset(); offline_init()
     assert ee.serializer.toJSON(E.categorical_table(layer, layer.years[-2:], sites)) == before
+
+
+def reductions(obj) -> list:
+    "Arguments of every Image.reduceRegions in `obj`'s request."
+    found = []
+    def walk(x):
+        if isinstance(x, dict):
+            f = x.get('functionInvocationValue')
+            if f and f.get('functionName') == 'Image.reduceRegions': found.append(f['arguments'])
+            for v in x.values(): walk(v)
+        elif isinstance(x, list):
+            for v in x: walk(v)
+    walk(ee.serializer.encode(obj, is_compound=False))
+    return found
+
+def test_every_reduction_of_a_composite_names_its_grid(sites):
+    "Composites (a collection layer's yearly mode, every continuous median) name crs and scale; image layers their own grid."
+    for name, e in E.all_expressions(sites).items():
+        if '_table' not in name: continue
+        layer = LAYERS[name.split('/')[0]]
+        composite = isinstance(layer, ContinuousLayer) or layer.is_collection
+        for r in reductions(e):
+            assert 'scale' in r, name
+            crs = r.get('crs', {}).get('functionInvocationValue', {}).get('arguments', {}).get('crs')
+            assert crs == ({'constantValue': 'EPSG:4326'} if composite else None), name
+
+def test_a_named_grid_reaches_every_reduction(sites):
+    cont = CONTINUOUS[0]
+    t = E.continuous_table(cont, *E._example_window(cont, 'yearly'), sites, crs='EPSG:32723', crs_transform=[10, 0, 5e5, 0, -10, 8e6], coverage=True)
+    rs = reductions(t)
+    assert len(rs) == 2 and all('scale' not in r and r['crsTransform'] == {'constantValue': [10.0, 0.0, 5e5, 0.0, -10.0, 8e6]} for r in rs)
+    with pytest.raises(ValueError, match='not both'): E.categorical_table(CATEGORICAL[0], CATEGORICAL[0].years[-1], sites, scale=30, crs_transform=[1, 0, 0, 0, -1, 0])
+
+def test_no_mask_reaches_the_categorical_reducer(sites):
+    "Every class band is unmasked to UNCLASSIFIED (outside the footprint too); pixelArea and the constant are never masked."
+    for layer in CATEGORICAL:
+        t = json.dumps(ee.serializer.encode(E.categorical_table(layer, layer.years[-2:], sites), is_compound=False))
+        assert '"Image.updateMask"' not in t and t.count('"Image.unmask"') >= 2
+        assert '"sameFootprint": {"constantValue": false}' in t

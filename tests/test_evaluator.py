@@ -8,19 +8,33 @@ rasterio = pytest.importorskip('rasterio')
 pytest.importorskip('exactextract')
 import ee
 from rasterio.transform import from_origin
+import shapely
 from shapely.geometry import shape
 
 from gee_polygons.testing import offline_init, algorithm_names
 from gee_polygons import earthengine as E
 from gee_polygons.evaluator import (Evaluator, EvaluationError, UnsupportedAlgorithm, ALGORITHMS, unsupported_algorithms,
-                                    sample_evaluator, reduce_pixels, export_csv, export_geojson, M_PER_DEGREE)
+                                    sample_evaluator, reduce_pixels, export_csv, export_geojson, M_PER_DEGREE, default_grid)
 from gee_polygons.layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, continuous_schema
 from gee_polygons.local import local_categorical, local_continuous, polygon_coverage, to_raster_crs, cell_areas
 from gee_polygons.sites import SiteCollection
+import gee_polygons.extract  # noqa: F401  (adds SiteCollection.extract_*)
 from gee_polygons.sample_data import SAMPLE_LAYER, sample_sites_path, sample_raster_path, ORIGIN, RES, SHAPE
 from gee_polygons.datasets.registry import LAYERS
 
-TOL = 0.005  # areas must agree within 0.5%
+TOL = 0.001  # areas must agree within 0.1% (the local engine on the evaluator's earth model)
+
+
+def local_earth(ev) -> dict:
+    "The local engine's earth= for the evaluator `ev`'s model ({} while the local engine has no earth= yet)."
+    import inspect
+    return {'earth': ev.earth} if 'earth' in inspect.signature(local_categorical).parameters else {}
+
+
+def sample_ev(**kw):
+    "The sample evaluator on an earth model the local engine can also use."
+    ev = sample_evaluator(**kw)
+    return ev if local_earth(ev) or ev.earth == 'wgs84' else sample_evaluator(**{**kw, 'earth': 'wgs84'})
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -97,10 +111,11 @@ def test_expression_forms_are_equivalent():
 
 @pytest.mark.parametrize('years', [[2016], [2018, 2019, 2020], SAMPLE_LAYER.years])
 def test_sample_categorical_matches_local(sites, years):
-    rows = sample_evaluator()(E.categorical_table(SAMPLE_LAYER, years, sites))
+    ev = sample_ev()
+    rows = ev(E.categorical_table(SAMPLE_LAYER, years, sites))
     ours = pd.DataFrame(rows)
     assert set(ours.columns) == set(CATEGORICAL_SCHEMA)  # properties come in the expression's (sorted) order
-    theirs = local_categorical(sites, SAMPLE_LAYER, years, sample_raster_path(), progress=False).data
+    theirs = local_categorical(sites, SAMPLE_LAYER, years, sample_raster_path(), progress=False, **local_earth(ev)).data
     m = compare(ours, theirs, ['site_id', 'year', 'class_value'], ['area_ha', 'count', 'fraction'])
     assert (m.class_name_e == m.class_name_l).all()
     assert sorted(ours.year.unique()) == years
@@ -121,16 +136,17 @@ def test_fraction_sums_to_one_and_counts_are_weighted_pixels(sites):
     assert (df['count'] % 1 != 0).any()  # partial pixels count partially
 
 
-def test_pixel_area_is_ellipsoidal_like_the_local_engine(sites):
-    ev = sample_evaluator()
+@pytest.mark.parametrize('earth', ['wgs84', 'sphere'])
+def test_pixel_area_follows_the_earth_model(sites, earth):
+    ev = sample_evaluator(earth=earth)
     feats = ev(ee.Image.pixelArea().reduceRegions(E.sites_fc(sites[:3]), ee.Reducer.sum(), 30))
     src = rasterio.open(sample_raster_path())
     geoms = to_raster_crs([shape(s.geometry) for s in sites[:3]], src.crs)
     for f, (cells, cov) in zip(feats, polygon_coverage(geoms, src.transform, src.shape)):
         rows = cells // src.shape[1]
-        assert f['area'] == pytest.approx(float((cov * cell_areas(src.transform, src.crs, rows)).sum()), rel=1e-6)
-    # and close to the geodesic area of the (fully covered) site
-    assert feats[0]['area'] / 1e4 == pytest.approx(sites[0].area_ha, rel=TOL)
+        assert f['area'] == pytest.approx(float((cov * cell_areas(src.transform, src.crs, rows, earth)).sum()), rel=1e-6)
+    # the ellipsoid gives the geodesic area of the (fully covered) site; the authalic sphere 0.35% more at 15.7°S
+    assert feats[0]['area'] / 1e4 / sites[0].area_ha == pytest.approx({'wgs84': 1, 'sphere': 1.0035}[earth], abs=TOL)
 
 
 def test_far_scale_resamples_on_a_grid_of_that_scale(sites):
@@ -148,6 +164,9 @@ def test_far_scale_resamples_on_a_grid_of_that_scale(sites):
 
 
 # --- categorical: an image collection (yearly mode), like Dynamic World ----------------------------------------
+
+DW_GRID = list(from_origin(*ORIGIN, 3 * RES, 3 * RES))[:6]  # the test collections' 90 m grid, as a crsTransform
+
 
 @pytest.fixture(scope='module')
 def dw(tmp_path_factory):
@@ -174,8 +193,8 @@ def dw(tmp_path_factory):
 
 def test_collection_mode_matches_local(sites, dw):
     layer, d = dw
-    ev = Evaluator({layer.asset_id: d / 'col'})
-    ours = pd.DataFrame(ev(E.categorical_table(layer, layer.years, sites)))
+    ev = Evaluator({layer.asset_id: d / 'col'}, earth='wgs84')
+    ours = pd.DataFrame(ev(E.categorical_table(layer, layer.years, sites, crs='EPSG:4326', crs_transform=DW_GRID)))
     theirs = local_categorical(sites, layer, layer.years, str(d / 'mode' / 'mode_{year}.tif'), progress=False).data
     compare(ours, theirs, ['site_id', 'year', 'class_value'], ['area_ha', 'count', 'fraction'])
 
@@ -219,7 +238,8 @@ def indices(tmp_path_factory):
 @pytest.mark.parametrize('reducer', ['mean', 'median', 'min', 'max', 'stdDev'])
 def test_continuous_matches_local(sites, indices, reducer, frequency, start, end):
     layer, d = indices
-    ours = pd.DataFrame(Evaluator({layer.collection_id: d / 'col'})(E.continuous_table(layer, start, end, sites, reducer, frequency)))
+    table = E.continuous_table(layer, start, end, sites, reducer, frequency, crs='EPSG:4326', crs_transform=DW_GRID)
+    ours = pd.DataFrame(Evaluator({layer.collection_id: d / 'col'})(table))
     assert set(ours.columns) == set(continuous_schema(layer.bands))
     theirs = local_continuous(sites, layer, str(d / 'comp' / '{period}.tif'), start, end, reducer, frequency, progress=False).data
     compare(ours, theirs, ['site_id', 'period'], ['NDVI', 'EVI', 'valid_count'], rel=1e-5)
@@ -251,7 +271,7 @@ def presets(tmp_path_factory):
     d, rng = tmp_path_factory.mktemp('presets'), np.random.default_rng(2)
     t, n = from_origin(*ORIGIN, 10 * RES, 10 * RES), SHAPE[0] // 10
     assets = {}
-    for key in ('mapbiomas_lulc', 'mapbiomas_deforestation'):
+    for key in [k for k, l in LAYERS.items() if getattr(l, 'temporal', None) == 'band']:  # every MapBiomas preset
         l = LAYERS[key]
         assets[l.asset_id] = write(d / f'{key}.tif', rng.choice(list(l.class_map), (len(l.years), n, n)).astype(np.uint8),
                                    t, [l.band_name(y) for y in l.years], 0)
@@ -304,7 +324,7 @@ def test_sentinel2_preprocessing_by_hand(sites, presets):
     src = rasterio.open(presets[s2.collection_id] / f's2_{y}-01-03.tif')
     geoms = to_raster_crs([shape(s.geometry) for s in sites], 'EPSG:4326')
     clear = src.read(13).ravel() != 8
-    g = ev.working_grid(ev.collection(s2.collection_id).elements[0], s2.scale, [])
+    g = default_grid(tuple(shapely.total_bounds(geoms)), s2.scale)  # a composite: EPSG:4326 at 10 m from (0, 0)
     cover = polygon_coverage(geoms, g.transform, g.shape)
     # valid_count counts clear pixels on the 10 m working grid: compare with the coverage of clear 300 m cells
     expected = {}
@@ -356,8 +376,8 @@ def test_clear_errors(sites, tmp_path):
     with pytest.raises(EvaluationError, match="Image asset 'users/gee-polygons/sample_lulc' is not mapped"): Evaluator()(fc)
     with pytest.raises(EvaluationError, match='Raster not found'): Evaluator({SAMPLE_LAYER.asset_id: tmp_path / 'x.tif'})(fc)
     img = ee.Image(SAMPLE_LAYER.asset_id)
-    with pytest.raises(EvaluationError, match='supports scale=, not crs'):
-        sample_evaluator()(img.reduceRegions(E.sites_fc(sites[:1]), ee.Reducer.sum(), None, None, [1, 0, 0, 0, -1, 0]))
+    with pytest.raises(EvaluationError, match="mutually exclusive with 'scale'"):
+        sample_evaluator()(img.reduceRegions(E.sites_fc(sites[:1]), ee.Reducer.sum(), 30, None, [1, 0, 0, 0, -1, 0]))
     with pytest.raises(EvaluationError, match='Too many pixels'):
         sample_evaluator()(E.categorical_table(SAMPLE_LAYER, [2016], sites[:1], max_pixels_per_region=10))
     with pytest.raises(EvaluationError, match="Pattern 'classification_1990' did not match"):
@@ -390,8 +410,80 @@ def test_export_csv_round_trips_the_table(sites):
 
 def test_emulator_answers_compute_features_like_local(sites):
     from gee_polygons.emulator import Emulator
-    with Emulator(evaluate=sample_evaluator()) as emu:
+    ev = sample_ev()
+    with Emulator(evaluate=ev) as emu:
         emu.connect()
         res = sites.extract_categorical(SAMPLE_LAYER, [2018, 2019], progress=False)
-    theirs = local_categorical(sites, SAMPLE_LAYER, [2018, 2019], sample_raster_path(), progress=False).data
+    loc = local_categorical(sites, SAMPLE_LAYER, [2018, 2019], sample_raster_path(), progress=False, **local_earth(ev))
+    assert res.warnings == loc.warnings and [s for s, _ in loc.warnings] == ['site_07', 'site_12']  # same words, same sites
+    theirs = loc.data
     compare(res.data, theirs, ['site_id', 'year', 'class_value'], ['area_ha', 'count', 'fraction'])
+
+
+# --- masks: every table the library builds is the same under either masking rule ------------------------------
+
+def rows_key(rows) -> list:
+    "Rows in a canonical order, for comparing tables."
+    return sorted((json.dumps(r, sort_keys=True) for r in rows))
+
+
+def both_modes(assets, expr, **kw) -> tuple:
+    "The rows of `expr` with each input masked by its own mask, and with one joint mask."
+    return tuple(Evaluator(assets, mask_mode=m, **kw)(expr) for m in ('per_input', 'joint'))
+
+
+def test_every_library_table_is_the_same_under_both_mask_rules(exprs, presets):
+    "Presets (MapBiomas, Dynamic World, Sentinel-2 with cloud masks, embedding) and the sample (its 2019 gap)."
+    tables = {k: e for k, e in exprs.items() if '_table' in k}
+    assert {k.split('/')[1] for k in tables} == {'categorical_table', 'continuous_table'}
+    assert {k.split('/')[2] for k in tables if 'continuous' in k} == set(E.FREQUENCIES)
+    for name, expr in tables.items():
+        a, b = both_modes(presets, expr)
+        assert a and rows_key(a) == rows_key(b), name
+
+
+@pytest.mark.parametrize('years', [[2019], [2018, 2019, 2020]])
+def test_sample_categorical_with_gaps_is_the_same_under_both_rules(sites, years):
+    a, b = both_modes({SAMPLE_LAYER.asset_id: sample_raster_path()}, E.categorical_table(SAMPLE_LAYER, years, sites, coverage=True))
+    assert rows_key(a) == rows_key(b)
+    gap = pd.DataFrame(a).query("site_id == 'site_12' and classified_ha > 0").set_index('year')
+    assert (gap.classified_ha < gap.site_ha)[2019] and (len(years) == 1 or (gap.classified_ha == gap.site_ha)[2018])
+
+
+def test_collections_with_gaps_are_the_same_under_both_rules(sites, dw, indices):
+    layer, d = dw  # 15% of the label pixels are nodata, and a corner is never observed
+    a, b = both_modes({layer.asset_id: d / 'col'}, E.categorical_table(layer, layer.years, sites, coverage=True))
+    assert rows_key(a) == rows_key(b)
+    layer, d = indices  # 10% NaN in every image, months without images
+    for fr, start, end in (('yearly', '2020-01-01', '2022-01-01'), ('monthly', '2020-01-01', '2020-06-01'), ('all', '2020-01-01', '2020-03-01')):
+        for reducer in E.REDUCERS:
+            a, b = both_modes({layer.collection_id: d / 'col'}, E.continuous_table(layer, start, end, sites, reducer, fr, coverage=True))
+            assert a and rows_key(a) == rows_key(b), (fr, reducer)
+
+
+def test_the_joint_rule_bites_a_naively_masked_expression(sites):
+    "The test above would be empty if the evaluator's rules did not differ: a stack masked per year does."
+    img = ee.Image(SAMPLE_LAYER.asset_id)
+    bands = [SAMPLE_LAYER.band_name(y) for y in (2018, 2019)]
+    stack = ee.Image.cat([img.select([b]).addBands(ee.Image.pixelArea().updateMask(img.select([b]).mask())) for b in bands])
+    red = ee.Reducer.sum().group(0, 'class').combine(ee.Reducer.sum().group(0, 'class'), 'y2019_')
+    a, b = both_modes({SAMPLE_LAYER.asset_id: sample_raster_path()}, stack.reduceRegions(E.sites_fc(sites), red, 30))
+    area18 = lambda rows: {r['site_id']: sum(g['sum'] for g in r['groups']) for r in rows}
+    assert area18(b)['site_12'] < area18(a)['site_12'] * 0.9  # the 2019 gap removes 2018 pixels under the joint rule
+    assert area18(b)['site_01'] == pytest.approx(area18(a)['site_01'], rel=1e-12)  # no gap there
+
+
+# --- grids: composites are reduced on the grid named, Earth Engine's default otherwise --------------------------
+
+def test_composite_grid_is_honoured(sites, dw):
+    layer, d = dw
+    ev = Evaluator({layer.asset_id: d / 'col'})
+    per = lambda **g: pd.DataFrame(ev(E.categorical_table(layer, [2020], sites[:6], **g))).set_index(['site_id', 'class_value'])
+    files, default, utm = per(crs='EPSG:4326', crs_transform=DW_GRID), per(), per(crs='EPSG:32723')
+    for other in (default, utm):  # other grids sample other pixels: class areas move, site totals barely
+        assert not np.allclose(other['count'].reindex(files.index).fillna(0), files['count'], rtol=1e-3)
+        tot = lambda t: t.groupby('site_id').area_ha.sum()
+        np.testing.assert_allclose(tot(other), tot(files), rtol=0.03)
+    assert default.equals(per(crs='EPSG:4326'))  # no crs = EPSG:4326 at the scale, as Earth Engine's default projection
+    g = ev.working_grid(ev.evaluate(E.layer_image(layer, [2020])), layer.scale, [])
+    assert g.crs == 'EPSG:4326' and g.transform.c == 0 and g.nominal_scale == pytest.approx(90)

@@ -9,19 +9,12 @@ from gee_polygons.export import ExportConfig, ExportDestination, ExportTask
 from gee_polygons.layers import CategoricalLayer, ContinuousLayer
 from gee_polygons.sites import Site, SiteCollection
 from gee_polygons.testing import block_sockets, NetworkBlockedError
+from test_jobs import squares  # tiny square sites
 
 block_sockets()
 LAYER = CategoricalLayer('projects/example/assets/lulc', {3: 'Forest', 15: 'Pasture'}, {3: '#1f8d49', 15: '#edde8e'},
                          years=range(2015, 2025), name='example')
 DEST = ExportDestination('cloud_storage', 'my-bucket/exports')
-
-def squares(n:int) -> SiteCollection:
-    "`n` tiny square sites, built directly from GeoJSON."
-    def sq(i, s=0.0005):
-        x, y = -60 + (i % 400) * 0.001, -10 + (i // 400) * 0.001
-        return {'type': 'Polygon', 'coordinates': [[[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]]}
-    return SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': [
-        {'type': 'Feature', 'geometry': sq(i), 'properties': {'site_id': f's{i:05d}'}} for i in range(n)]})
 
 def cfg(**kw) -> ExportConfig: return ExportConfig(**{'poll_interval_sec': 0.001, **kw})
 
@@ -41,7 +34,7 @@ def test_sockets_blocked():
 def big_job():
     "40,000 sites in 800 chunks of 50, max 10 concurrent; the emulator would run 50 at once, and its clock moves 5 s per poll."
     sites = squares(40_000)
-    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on='/operations$') as emu:
+    with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on='/operations') as emu:
         emu.connect()
         t = time.perf_counter()
         job = sites.export_categorical(LAYER, [2020, 2021], DEST, cfg(chunk_size=50, max_concurrent=10))
@@ -59,18 +52,15 @@ def test_40k_never_more_than_10_active_and_all_complete(big_job):
     assert completed_ids(job) == sites.ids
     assert {o.n_features for o in emu.ops.values()} == {50}
 
-def test_800_tasks_poll_in_2_requests(big_job):
+def test_polls_ask_only_about_unfinished_tasks(big_job):
     sites, emu, job, ok = big_job
     n = len(emu.log)
     states = job.status()
-    cycle = emu.log[n:]
-    assert len(states) == 800 and len(cycle) == 2
-    assert [(e['method'], e['summary']['pageToken']) for e in cycle] == [('GET', None), ('GET', '500')]
-    # during the run too: every poll was one paged listing pass, never a per-task GET
-    lists = [e for e in emu.log if e['path'].endswith('/operations')]
-    assert all(e['summary']['pageToken'] in (None, '500') for e in lists)
-    assert len(lists) <= 2 * sum(e['summary']['pageToken'] is None for e in lists)
-    assert not [e for e in emu.log if '/operations/' in e['path']]
+    assert len(states) == 800 and len(emu.log) == n  # every task finished: a poll asks nothing
+    # during the run: no listing pass at all (its cost grows with the project), only GETs of this job's own tasks
+    assert not [e for e in emu.log if e['path'].endswith('/operations')]
+    gets = [e['path'].rsplit('/', 1)[-1] for e in emu.log if e['method'] == 'GET' and '/operations/' in e['path']]
+    assert set(gets) == set(job.task_ids)
 
 # ---- crash and resume ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('when', ['after_start', 'before_start'])
@@ -133,14 +123,15 @@ def test_single_site_failure_is_reported_not_retried_forever(emulator):
     emulator.fail_tasks(lambda body: 's00003' in json.dumps(body['expression']), 'User memory limit exceeded.')
     job = squares(8).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=4))
     assert job.wait(poll_interval_sec=0.001, progress=False) is False
-    failed = list(job.failed_tasks().values())
+    failed = job.chunk_details(['FAILED'])
     assert [(f['site_ids'], f['error']) for f in failed] == [(['s00003'], 'User memory limit exceeded.')]
+    assert job.failed_tasks() == [failed[0]['task_id']]
     assert failed[0]['eecu_seconds'] > 0
     s = job.summary()
     assert (s['FAILED'], s.errors) == (1, {'User memory limit exceeded.': 1}) and s.eecu_seconds > 0
 
 def test_transient_failures_are_retried_up_to_max_retries(emulator):
-    emulator.fail_tasks(lambda body: body['description'].endswith('chunk_0001'), 'Internal error (HTTP 500).')
+    emulator.fail_tasks(lambda body: body['description'].endswith('chunk_0001'), 'An internal error has occurred.')
     job = squares(20).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_retries=2))
     assert job.wait(poll_interval_sec=0.001, progress=False) is False
     ch = job.manifest.chunks['0001']
@@ -150,8 +141,8 @@ def test_transient_failures_are_retried_up_to_max_retries(emulator):
 
 def test_http_faults_never_free_a_slot_or_duplicate_a_task(emulator):
     emulator.max_running = 2
-    emulator.fail_http('/operations$', 503, times=6)
-    emulator.fail_http('/operations$', 429, times=6)
+    emulator.fail_http('/operations/', 503, times=6)
+    emulator.fail_http('/operations/', 429, times=6)
     emulator.fail_http('table:export$', 500, times=3)
     job = squares(100).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_concurrent=3))
     assert job.wait(poll_interval_sec=0.001, progress=False)
@@ -180,7 +171,7 @@ def test_cancel_reaches_every_active_task(emulator):
     assert Counter(job.status().values()) == {'RUNNING': 3, 'READY': 7}
     cancelled = job.cancel()
     asked = {e['path'].rsplit('/', 1)[-1].removesuffix(':cancel') for e in emulator.log if e['path'].endswith(':cancel')}
-    assert set(cancelled) == asked == set(emulator.ops) and len(asked) == 10
+    assert {t for t, ok in cancelled.items() if ok} == asked == set(emulator.ops) and len(asked) == 10
     emulator.advance(0)
     assert set(job.status().values()) == {'CANCELLED'}
     assert job.wait(poll_interval_sec=0.001, progress=False) is False
@@ -192,10 +183,11 @@ def test_files_land_where_results_info_says(emulator):
     job = squares(25).export_continuous(layer, '2020-01-01', '2021-01-01', dest, config=cfg(chunk_size=10))
     assert job.wait(poll_interval_sec=0.001, progress=False)
     info = job.results_info()
-    assert [i['uri'] for i in info.values()] == [f'drive://my_exports/lulc_chunk_{i:04d}.geojson' for i in range(3)]
+    assert [i['output_url'] for i in info.values()] == [[f'drive://my_exports/lulc_{job.job_id}_chunk_{i:04d}.geojson'] for i in range(3)]
+    assert [i['chunk'] for i in info.values()] == [(0, 10), (10, 20), (20, 25)]
     for tid, i in info.items():
         op = emulator.ops[tid]
-        assert op.path.name == i['uri'].rsplit('/', 1)[-1] and op.path.exists()
+        assert op.path.name == i['output_url'][0].rsplit('/', 1)[-1] and op.path.exists()
         assert op.body['selectors'] == ['site_id', 'period', 'B4', 'B8', 'valid_count']
         assert op.body['fileExportOptions']['fileFormat'] == 'GEO_JSON'
         assert i['destination_uris'] == op.uris and i['state'] == 'COMPLETED'
@@ -226,6 +218,11 @@ BAD = [(lambda: ExportDestination('s3', 'b'), "type must be 'drive' or 'cloud_st
        (lambda: ExportDestination('cloud_storage', '10.0.0.1'), 'must not look like an IP address'),
        (lambda: ExportDestination('cloud_storage', 'google-data'), 'must not start with "goog" or contain "google"'),
        (lambda: ExportDestination('cloud_storage', 'bkt//x'), 'empty path segment'),
+       (lambda: ExportDestination('drive', '../x'), "Drive folder '../x' has a '..' segment"),
+       (lambda: ExportDestination('cloud_storage', 'bkt/a/../../b'), "Cloud Storage folder 'bkt/a/../../b' has a '..' segment"),
+       (lambda: ExportDestination('drive', '/home/me'), "Drive folder '/home/me' is an absolute path"),
+       (lambda: ExportDestination('drive', 'a\\b'), 'has a backslash'),
+       (lambda: ExportDestination('drive', 'a\tb'), 'has control characters'),
        (lambda: ExportDestination('drive', 'f', file_prefix='a/b'), "file_prefix 'a/b' has characters ['/']"),
        (lambda: ExportDestination('drive', 'f', file_prefix=''), 'file_prefix is empty'),
        (lambda: ExportDestination('drive', 'f', file_format='SHP'), "file_format must be 'CSV' or 'GeoJSON', not 'SHP'"),

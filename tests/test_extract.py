@@ -89,3 +89,79 @@ def test_ee_path_agrees_with_local_engine_on_the_sample():
     assert (m['_merge'] == 'both').all()
     for c in ('count', 'area_ha', 'fraction'): pd.testing.assert_series_equal(m[f'{c}_ee'], m[f'{c}_local'], check_names=False, rtol=1e-9)
     assert (m['class_name_ee'] == m['class_name_local']).all()
+
+
+# --- big single sites: tileScale first, then grid pieces, recombined exactly ----------------------------------
+
+def big_site_world(tmp_path, n=1800):
+    "A 2-year land-cover raster of n x n 30 m pixels (a gap of nodata in the second year), and one site over most of it."
+    import numpy as np, rasterio
+    from rasterio.transform import from_origin
+    from gee_polygons.sites import Site
+    rng, res, (x0, y0) = np.random.default_rng(4), 0.00027, (-48.0, -15.0)
+    arr = rng.choice(np.array([3, 4, 15, 21], np.uint8), (2, n, n)).astype(np.uint8)
+    arr[:, : n // 3] = 15  # a block of pasture, then noise
+    arr[1, n // 2: n // 2 + n // 10, n // 5: n // 2] = 0  # the gap
+    path = tmp_path / 'big.tif'
+    with rasterio.open(path, 'w', driver='GTiff', width=n, height=n, count=2, dtype='uint8', nodata=0, crs='EPSG:4326',
+                       transform=from_origin(x0, y0, res, res), tiled=True, compress='deflate') as dst:
+        dst.write(arr)
+        for i, y in enumerate((2020, 2021), 1): dst.set_band_description(i, f'classification_{y}')
+    w = n * res
+    ring = [[x0 + w * fx, y0 - w * fy] for fx, fy in ((0.01, 0.02), (0.97, 0.01), (0.99, 0.8), (0.6, 0.99), (0.4, 0.85), (0.02, 0.97), (0.01, 0.02))]
+    layer = CategoricalLayer('users/test/big', {3: 'Forest', 4: 'Savanna', 15: 'Pasture', 21: 'Mosaic'}, {}, [2020, 2021])
+    return layer, path, Site('huge', {'type': 'Polygon', 'coordinates': [ring]})
+
+
+def test_a_site_of_millions_of_pixels_is_cut_and_recombined_exactly(tmp_path):
+    import numpy as np, pandas as pd
+    from functools import partial
+    from shapely.geometry import shape
+    from gee_polygons.evaluator import Evaluator
+    layer, path, site = big_site_world(tmp_path)
+    ev = Evaluator({layer.asset_id: path})
+    build = lambda chunk, ts: X.E.categorical_table(layer, [2020, 2021], chunk, tile_scale=ts, coverage=True)
+    whole = ev(build([site], 1))
+    pixels = sum(r['count'] for r in whole if r.get('year') == 2020 and 'count' in r)
+    assert pixels > 2.5e6  # several million pixels
+    held, scales = [], []
+    def tracked(chunk, ts): held.append(shape(chunk[0].geometry).area); scales.append(ts); return build(chunk, ts)
+    def fetch(fc):  # "runs out of memory" unless the request holds at most a fifth of the site
+        if held[-1] > shape(site.geometry).area / 5: raise ee.EEException('User memory limit exceeded.')
+        return ev(fc)
+    rows, errors = X.run_chunks([site], tracked, 10, progress=False, fetch=fetch, combine=partial(X.recombine_rows, kind='categorical'))
+    assert errors == [] and scales[1:4] == [1, 4, 16]  # tileScale raised before cutting
+    assert len(held) - 4 > 4  # quarters were still too big: each was cut again
+    key = lambda df: df.sort_values(['year', 'class_value', 'site_ha'], na_position='last').reset_index(drop=True)
+    got, want = key(pd.DataFrame(rows)), key(pd.DataFrame(X.recombine_rows(whole)))
+    assert list(got.columns.sort_values()) == list(want.columns.sort_values()) and len(got) == len(want)
+    for c in ('count', 'area_ha', 'fraction', 'site_ha', 'classified_ha', 'ever_ha'):
+        np.testing.assert_allclose(got[c].fillna(-1), want[c].fillna(-1), rtol=1e-9, err_msg=c)
+    assert (got.class_value.fillna(-1) == want.class_value.fillna(-1)).all()
+
+
+def test_pieces_of_a_continuous_site_recombine_exactly(tmp_path):
+    import numpy as np, pandas as pd, rasterio
+    from functools import partial
+    from rasterio.transform import from_origin
+    from gee_polygons.evaluator import Evaluator
+    from gee_polygons.layers import ContinuousLayer
+    from gee_polygons.sites import Site
+    rng, n, res = np.random.default_rng(8), 600, 0.00027
+    (tmp_path / 'col').mkdir()
+    for day in ('2020-02-01', '2020-06-01'):
+        arr = rng.random((1, n, n)).astype('float32'); arr[:, rng.random((n, n)) < 0.2] = np.nan
+        with rasterio.open(tmp_path / 'col' / f'x_{day}.tif', 'w', driver='GTiff', width=n, height=n, count=1, dtype='float32',
+                           nodata=float('nan'), crs='EPSG:4326', transform=from_origin(-48, -15, res, res)) as dst:
+            dst.write(arr); dst.set_band_description(1, 'NDVI')
+    layer = ContinuousLayer('users/test/ndvi', ['NDVI'], scale=30)
+    site = Site('s', {'type': 'Polygon', 'coordinates': [[[-47.99, -15.01], [-47.85, -15.02], [-47.87, -15.15], [-47.99, -15.01]]]})
+    ev, grid = Evaluator({layer.collection_id: tmp_path / 'col'}), dict(crs='EPSG:4326', crs_transform=[res, 0, -48, 0, -res, -15])
+    for stat in X.RECOMBINABLE:
+        table = lambda chunk, ts: X.E.continuous_table(layer, '2020-01-01', '2021-01-01', chunk, stat, 'monthly', tile_scale=ts, coverage=True, **grid)
+        whole = pd.DataFrame(ev(table([site], 1))).sort_values('period', na_position='last').reset_index(drop=True)
+        pieces = pd.DataFrame(X.recombine_rows(sum((ev(table([p], 1)) for p in X.cut_site(site, 9)), []), 'continuous', stat))
+        pieces = pieces.sort_values('period', na_position='last').reset_index(drop=True)
+        for c in ('NDVI', 'valid_count', 'site_n', 'ever_n'):
+            np.testing.assert_allclose(pieces[c].fillna(-1), whole[c].fillna(-1), rtol=1e-9, err_msg=(stat, c))
+    assert sorted(whole.period.dropna()) == ['2020-02', '2020-06']

@@ -167,3 +167,75 @@ def test_extract_dispatch_and_lazy_collections_and_progress_bar():
     via = lazy.extract_categorical(SAMPLE_LAYER, [2019], source=sample_raster_path(), progress=False)
     pd.testing.assert_frame_equal(direct.data, via.data)
     assert direct.warnings == via.warnings and [s for s, _ in via.warnings] == ["site_07", "site_12"]
+
+
+def test_uint8_fast_path_equals_the_window_path(geo, tmp_path):
+    "The same classes stored as uint16 take the per-site window path: the tables agree to 1e-12."
+    path, sites, _ = geo
+    with rasterio.open(path) as ds: arr, t = ds.read(), ds.transform
+    wide = write(tmp_path / 'wide.tif', arr.astype('uint16'), t, 'EPSG:4326', 0, ['classification_2020', 'classification_2021'])
+    fast = local_categorical(sites, LYR, [2020, 2021], path, progress=False)
+    slow = local_categorical(sites, LYR, [2020, 2021], wide, progress=False)
+    pd.testing.assert_frame_equal(fast.data, slow.data, check_exact=False, rtol=1e-12)
+    assert (fast.errors, fast.warnings) == (slow.errors, slow.warnings)
+
+
+def test_earth_models(geo):
+    "'sphere' (R = 6,371,007.2 m) scales areas by the sphere/ellipsoid cell-area ratio; counts and fractions keep."
+    path, sites, _ = geo
+    wgs = local_categorical(sites[:50], LYR, [2020], path, progress=False)
+    sph = local_categorical(sites[:50], LYR, [2020], path, progress=False, earth='sphere')
+    lat = -15.5 - 0.00027 * 600  # the raster's middle row
+    ratio = (cell_areas(Affine(1e-4, 0, 0, 0, -1e-4, lat), 'EPSG:4326', [0], 'sphere')
+             / cell_areas(Affine(1e-4, 0, 0, 0, -1e-4, lat), 'EPSG:4326', [0]))[0]
+    np.testing.assert_allclose(sph.data.area_ha / wgs.data.area_ha, ratio, rtol=2e-5)
+    assert 1.003 < ratio < 1.004  # +0.35% near 15.6°S
+    np.testing.assert_array_equal(sph.data['count'], wgs.data['count'])
+    np.testing.assert_allclose(sph.data.fraction, wgs.data.fraction, atol=1e-6)
+    with pytest.raises(ValueError, match="earth must be 'wgs84'"): local_categorical(sites[:1], LYR, [2020], path, earth='ellipsoid')
+
+
+SCRIPT = '''
+from gee_polygons.local import local_categorical
+from gee_polygons.sites import SiteCollection
+from gee_polygons.sample_data import SAMPLE_LAYER, sample_sites_path, sample_raster_path
+sites = SiteCollection.from_file(sample_sites_path())
+res = local_categorical(sites, SAMPLE_LAYER, SAMPLE_LAYER.years, sample_raster_path(), workers=2, piece_size=3, progress=False)
+print('rows', len(res.data))
+'''
+
+
+def test_a_plain_script_without_a_main_guard_can_use_workers(tmp_path):
+    "Spawned workers do not run the calling script again: no `if __name__ == '__main__':` needed."
+    import subprocess, sys
+    script = tmp_path / 'plain_script.py'
+    script.write_text(SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    sites = SiteCollection.from_file(sample_sites_path())
+    one = local_categorical(sites, SAMPLE_LAYER, SAMPLE_LAYER.years, sample_raster_path(), progress=False)
+    assert out.stdout.split() == ['rows', str(len(one.data))]
+
+
+@pytest.mark.parametrize('workers', [1, 2])
+def test_damaged_or_unreadable_rasters_give_one_line(geo, tmp_path, workers):
+    path, sites, _ = geo
+    text = tmp_path / 'notes.tif'
+    text.write_text('this is not a raster')
+    with pytest.raises(ValueError, match='not a GeoTIFF or raster GDAL knows') as e:
+        local_categorical(sites, LYR, [2020], text, progress=False, workers=workers)
+    assert '\n' not in str(e.value)
+    cut = tmp_path / 'cut.tif'
+    cut.write_bytes(path.read_bytes()[:path.stat().st_size // 2])  # header whole, later tiles missing
+    with pytest.raises(ValueError, match='damaged or truncated') as e:
+        local_categorical(sites, LYR, [2020, 2021], cut, progress=False, workers=workers, piece_size=50)
+    assert '\n' not in str(e.value) and e.value.__cause__ is None and 'cut.tif' in str(e.value)
+
+
+def test_a_raster_without_crs_is_named(tmp_path):
+    path = tmp_path / 'nocrs.tif'
+    with rasterio.open(path, 'w', driver='GTiff', width=10, height=10, count=1, dtype='uint8',
+                       transform=Affine(0.001, 0, -48, 0, -0.001, -15)) as dst: dst.write(np.ones((1, 10, 10), np.uint8))
+    site = Site('a', shapely.box(-47.999, -15.005, -47.995, -15.001))
+    with pytest.raises(ValueError, match='nocrs.tif has no CRS; set one'):
+        local_categorical([site], LYR, [2020], path, band_years=[2020], progress=False)

@@ -142,14 +142,23 @@ def test_unreadable_crs_member():
 
 def test_duplicate_ids_listed():
     props = [{'rid': i % 13} for i in range(40)]
-    with pytest.raises(ValueError, match=r"13 site ids occur more than once in 'rid': '0', '1', .* '9' and 3 more\. Site ids must be unique"):
+    with pytest.raises(ValueError, match=r"id column 'rid' is not a unique, complete id: 40 features share 13 repeated ids \(e\.g\. '0', '1', '2'\)\. Fix the column, or choose another one with id_field=\.$"):
         SiteCollection.from_geojson(fc(*[SQ] * 40, props=props), id_field='rid')
+
+def test_detected_id_column_with_duplicates_or_blanks_stops():
+    "Issue 9 point 6: a candidate id column with repeats or blanks is an error, never positions."
+    for props, found in (([{'site_id': 'a'}, {'site_id': 'a'}, {'site_id': 'b'}], "2 features share 1 repeated id (e.g. 'a')"),
+                         ([{'site_id': 'a'}, {'site_id': ' '}, {'site_id': None}], '2 blank ids (e.g. feature #1, #2)'),
+                         ([{'name': 'x', 'area': 1}, {'name': 'x', 'area': 2}, {'name': 'y', 'area': 3}], "2 features share 1 repeated id")):
+        with pytest.raises(ValueError) as e: SiteCollection.from_geojson(fc(SQ, SQ, SQ, props=props), name='plots.geojson')
+        msg = str(e.value)
+        assert '\n' not in msg and msg.startswith('plots.geojson: id column ') and found in msg and 'id_field=' in msg
 
 def test_duplicate_ids_int_and_float_are_the_same_id():
     with pytest.raises(ValueError, match="'12'"): SiteCollection.from_geojson(fc(SQ, SQ, props=[{'rid': 12}, {'rid': 12.0}]), id_field='rid')
 
 def test_missing_ids():
-    with pytest.raises(ValueError, match=r"2 features have no 'rid' \(positions \[1, 2\]\)"):
+    with pytest.raises(ValueError, match=r"2 blank ids \(e\.g\. feature #1, #2\)"):
         SiteCollection.from_geojson(fc(SQ, SQ, SQ, props=[{'rid': 1}, {'rid': None}, {'rid': float('nan')}]), id_field='rid')
 
 def test_unknown_id_field():
@@ -398,3 +407,19 @@ def test_reprs_are_cheap_and_offline():
     sc = SiteCollection.from_geojson(fc(SQ, SQ), lazy=True)
     assert repr(sc) == "SiteCollection(2 sites, ids from 'site_id', lazy)"
     assert repr(sc[0]).startswith("Site('s0', 123.") and repr(sc.report) == 'ValidationReport: All 2 sites are valid.'
+
+# ---------------------------------------------------------------- from_geojson decides by type and content
+
+def test_from_geojson_path_text_or_object(tmp_path, monkeypatch):
+    "Issue 11: a Path, or a str naming a file or ending in .geojson/.json, is a file; text starting with { or [ is JSON."
+    data = fc(SQ, SQ, props=[{'site_id': 'a'}, {'site_id': 'b'}])
+    (tmp_path / 'all_sites.geojson').write_text(json.dumps(data)); (tmp_path / 'plain').write_text(json.dumps(data))
+    monkeypatch.chdir(tmp_path)
+    for src in ('all_sites.geojson', tmp_path / 'all_sites.geojson', 'plain', '  ' + json.dumps(data), json.dumps(data['features']), data):
+        assert SiteCollection.from_geojson(src, lazy=True).ids == ['a', 'b'], src
+    with pytest.raises(FileNotFoundError, match=r'^Sites file not found: nope\.json$'): SiteCollection.from_geojson('nope.json')
+    with pytest.raises(ValueError, match=r"^GeoJSON: 'nope' is neither GeoJSON text"): SiteCollection.from_geojson('nope')
+    with pytest.raises(ValueError, match=r'^all_sites\.geojson: id column'):
+        (tmp_path / 'all_sites.geojson').write_text(json.dumps(fc(SQ, SQ, props=[{'site_id': 'a'}, {'site_id': 'a'}])))
+        SiteCollection.from_geojson('all_sites.geojson')
+    assert [SiteCollection.from_geojson(data, lazy_threshold=t).lazy for t in (1, 2)] == [True, False]
