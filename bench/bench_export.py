@@ -196,6 +196,8 @@ fetching missing tasks one by one. Submitting one chunk costs {sub['build_ms']:.
 to build and serialize its Earth Engine graph plus {1000 / sub['start_per_s']:.1f} ms for the start request; against
 the real service the tasks' run time dominates everything. The job itself adds {max(0.0, job['rss_peak'] - job['rss_base']):.1f} MB of peak RSS over the loaded sites
 (tracemalloc peak {traced['trace_peak']:.1f} MB): the chunks of the manifest and the throttle's state.
+The request counts are exact; the times are not: throughput (starts per second, build time, the whole job) follows
+the load of the shared machine, so compare times only within one run.
 """
 
 if __name__ == '__main__': main()

@@ -46,7 +46,7 @@ class TreePeak:
 
 def sites(n):
     from gee_polygons.sites import Site, SiteCollection
-    return SiteCollection([Site(f's{i}', p) for i, p in enumerate(B.polygons(n))], lazy=False)
+    return SiteCollection([Site(f"s{i}", p) for i, p in enumerate(B.polygons(n))])  # lazy above 5,000 sites, as loaders are
 
 
 def run_local(n, layout, workers):

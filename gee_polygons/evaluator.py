@@ -1087,9 +1087,11 @@ def working_grid(self:Evaluator, image:Image, scale, feats:list, crs=None, crs_t
     if crs_transform is not None:
         crs = crs or (g.crs if g is not None else 'EPSG:4326')
         return transform_grid(crs, Affine(*crs_transform), _bounds(feats, crs))
-    if crs is None and g is not None:  # the native grid (or rescaled), over the features: inside and outside the file
+    if crs is None and g is not None:  # the native grid (or rescaled), grown to hold the features outside the file
         g = g if scale is None or abs(scale / g.nominal_scale - 1) <= self.scale_tolerance else rescaled(g, scale)
-        return transform_grid(g.crs, g.transform, _bounds(feats, g.crs)) if feats else g
+        (h, w), t, fb = g.shape, g.transform, _bounds(feats, g.crs)
+        gb = (t.c, t.f + h * t.e, t.c + w * t.a, t.f)
+        return transform_grid(g.crs, t, (min(gb[0], fb[0]), min(gb[1], fb[1]), max(gb[2], fb[2]), max(gb[3], fb[3]))) if feats else g
     if scale is None: raise EvaluationError('Image.reduceRegions: give scale= (or crsTransform=) to reduce an image without raster bands.')
     return default_grid(_bounds(feats, crs or 'EPSG:4326'), scale, crs or 'EPSG:4326')
 

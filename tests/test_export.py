@@ -161,7 +161,8 @@ def test_wait_times_out(emulator):
     emulator.task_seconds = 10_000
     job = squares(20).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10))
     t = time.perf_counter()
-    assert job.wait(timeout_minutes=0, poll_interval_sec=0.001, progress=False) is False
+    with pytest.warns(gx.ExportDeadlineWarning, match='stopped at its 0-minute deadline'):
+        assert job.wait(timeout_minutes=0, poll_interval_sec=0.001, progress=False) is False
     assert time.perf_counter() - t < 5 and set(job.status().values()) == {'RUNNING'}
 
 # ---- cancel ----------------------------------------------------------------------------------------------------------

@@ -82,13 +82,14 @@ def test_ee_path_agrees_with_local_engine_on_the_sample():
     with Emulator(evaluate=ev) as emu:
         emu.connect()
         r = SITES.extract_categorical(SAMPLE_LAYER, [2016, 2020, 2023], chunk_size=7, progress=False)
-    loc = SITES.extract_categorical(SAMPLE_LAYER, [2016, 2020, 2023], source=sample_raster_path(), progress=False)
+    loc = SITES.extract_categorical(SAMPLE_LAYER, [2016, 2020, 2023], source=sample_raster_path(), earth=ev.earth, progress=False)
     assert set(r.data['site_id']) | set(r.failed_ids) == set(SITES.ids)
     keys = ['site_id', 'year', 'class_value']
     m = r.data.merge(loc.data, on=keys, how='outer', suffixes=('_ee', '_local'), indicator=True)
     assert (m['_merge'] == 'both').all()
     for c in ('count', 'area_ha', 'fraction'): pd.testing.assert_series_equal(m[f'{c}_ee'], m[f'{c}_local'], check_names=False, rtol=1e-9)
     assert (m['class_name_ee'] == m['class_name_local']).all()
+    assert r.warnings == loc.warnings and [i for i, _ in r.warnings] == ['site_07']  # half outside; no gap in these years
 
 
 # --- big single sites: tileScale first, then grid pieces, recombined exactly ----------------------------------

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Report backticked names whose automatic nbdev link points to the wrong page.
 
-Usage: python tools/check_links.py [nbs/X.ipynb ...]   (default: every nbs/*.ipynb); exit 1 when any is wrong.
+Usage: python tools/check_links.py [--processed] [nbs/X.ipynb ...]   (default: every nbs/*.ipynb); exit 1 when any is wrong.
+  --processed: check the pages after nbdev's docs processors ran (tools/render_docs.py `process`), so the API
+  entries `show_doc` renders from docstrings are checked too (slower: it imports and documents every module).
 
 nbdev's `add_links` processor (nbdev.processors) runs `NbdevLookup().linkify` on every markdown cell and every
 `text/markdown` output: each `name` or `name()` in backticks, outside code fences and indented code, becomes a link
@@ -78,10 +80,24 @@ def _methods(names:dict, name:str) -> list:
     "Pages of methods called `name` (keys 'Class.name')."
     return sorted({v.split('#')[0] for k, mods in names.items() if k.endswith('.' + name) for v in mods.values()})
 
-def check(path:Path, lookup, names:dict, pages:set, home:str) -> list:
+def _processed(path:Path) -> dict:
+    "The notebook after nbdev's docs processors, as `nbdev-proc-nbs` would write it."
+    import tempfile
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from render_docs import process
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / path.name
+        process(path.resolve(), out)
+        return json.loads(out.read_text())
+
+def check(path:Path, lookup, names:dict, pages:set, home:str, processed:bool=False) -> list:
     "(cell, name, linked page, expected page or candidates, verdict) for each bad link on the page."
     nb = json.loads(path.read_text())
-    own, imported = page_modules(nb)
+    own_nb = nb
+    if processed:
+        try: nb = _processed(path)
+        except Exception as e: print(f'{path.name}: nbdev could not process it ({str(e).splitlines()[0][:100]}); checked as stored')
+    own, imported = page_modules(own_nb)
     out, seen = [], set()
     for i, md in _markdown_texts(nb):
         for name in linkable(md):
@@ -114,8 +130,9 @@ def main(args) -> int:
     all_nbs = sorted((ROOT / 'nbs').glob('*.ipynb'))
     pages = {page_of(p.name) for p in all_nbs}
     counts = {}
-    for p in [Path(a) for a in args] or all_nbs:
-        for i, name, linked, expected, verdict in check(p, lookup, names, pages, home):
+    processed = '--processed' in args
+    for p in [Path(a) for a in args if a != '--processed'] or all_nbs:
+        for i, name, linked, expected, verdict in check(p, lookup, names, pages, home, processed):
             print(f'{p.name}: cell {i}: `{name}` -> {linked}, expected {expected}  [{verdict}]')
             counts[p.name, verdict] = counts.get((p.name, verdict), 0) + 1
     verdicts = ('WRONG', 'AMBIGUOUS', 'SUSPECT', 'MISSING-PAGE')
