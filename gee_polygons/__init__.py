@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 # %% ../nbs/90_package.ipynb #0b84e88a
 _LAZY = {'init': 'gateway', 'Site': 'sites', 'SiteCollection': 'sites', 'CategoricalLayer': 'layers',
          'ContinuousLayer': 'layers', 'ExportDestination': 'export', 'ExportConfig': 'export', 'ExportTask': 'export',
-         'ExtractionResult': 'extract', 'collect': 'results', 'get_layer': 'datasets.registry',
+         'ExtractionResult': 'result', 'collect': 'results', 'get_layer': 'datasets.registry', 'verify': 'verify',
          'load_sites': 'site', 'sites_from_geodataframe': 'site', 'ChunkedResult': 'site'}  # gee-polygons 0.0.4 names
 _GROWS_SITES = ('extract', 'export')
 

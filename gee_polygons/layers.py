@@ -59,6 +59,9 @@ def upstream_opts(opts:dict) -> dict:
     return out
 
 # %% ../nbs/00_layers.ipynb #8a15053e
+class _EchoedTemporal(str):
+    "`temporal` read back as `temporal_mode`: `dataclasses.replace` passes it on, and it must neither warn nor override."
+
 @dataclass
 class CategoricalLayer:
     "A land-cover raster whose pixel values are class codes."
@@ -75,7 +78,7 @@ class CategoricalLayer:
     temporal_mode: InitVar[str|None] = None # gee-polygons 0.0.4's name for `temporal` (deprecated)
 
     def __post_init__(self, temporal_mode=None):
-        if temporal_mode is not None: warn_renamed('CategoricalLayer(temporal_mode=...)', 'temporal=...', 4); self.temporal = temporal_mode
+        if temporal_mode is not None and not isinstance(temporal_mode, _EchoedTemporal): warn_renamed('CategoricalLayer(temporal_mode=...)', 'temporal=...', 4); self.temporal = temporal_mode
         if self.temporal not in ('band', 'collection'): raise ValueError(f"temporal must be 'band' or 'collection', not {self.temporal!r}.")
         if self.temporal == 'collection' and not self.band: raise ValueError("A 'collection' layer needs `band=`.")
         if None in (self.class_map, self.palette, self.years): self._fill_from_preset()
@@ -98,7 +101,7 @@ def _fill_from_preset(self:CategoricalLayer):
 @patch(as_prop=True)
 def temporal_mode(self:CategoricalLayer) -> str:
     "gee-polygons 0.0.4's name for `temporal`."
-    return self.temporal
+    return _EchoedTemporal(self.temporal)
 
 # %% ../nbs/00_layers.ipynb #5205eb6f
 @patch(as_prop=True)

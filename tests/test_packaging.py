@@ -71,7 +71,9 @@ def test_sidebar_lists_every_notebook_once_in_readers_order():
     import yaml
     side = yaml.safe_load((ROOT/'nbs'/'sidebar.yml').read_text())['website']['sidebar']['contents']
     sections = [s['section'] for s in side]
-    assert sections == ['Getting started', 'Sites', 'Layers and datasets', 'Interactive extraction', 'Batch exports',
-                        'Results and charts', 'Command line', 'Testing your own pipelines']
+    assert sections == ['Getting started', 'How-to guides', 'API reference', 'Developers']
+    internals = {'02_earthengine', '03_gateway', '05a_jobs', '20_sample_data', '21_evaluator', '22_emulator', '90_package'}
+    assert {nb.split('.')[0] for nb in side[-1]['contents']} >= internals  # internals only under Developers
+    assert not internals & {nb.split('.')[0] for s in side[:-1] for nb in s['contents']}
     listed = [nb for s in side for nb in s['contents']]
     assert sorted(listed) == sorted(p.name for p in (ROOT/'nbs').glob('*.ipynb')) and len(set(listed)) == len(listed)
