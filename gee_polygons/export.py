@@ -18,7 +18,7 @@ from .jobs import (OP_TO_TASK, FINAL, SETTLED, BUSY, QUEUE_LIMIT, LIST_PAGE, tas
     split_chunk, Manifest, ManifestLock, ManifestLockedError, check_coverage, sites_sha1, new_job_id, op_name,
     poll_operations, find_orphans, DeadlineReached, _wait_for_task_slot, _sleep_until, _checkpoint, _checkpoints, _task_id)
 from .earthengine import MAX_REQUEST_BYTES, CATEGORICAL_COLUMNS, categorical_table, continuous_table, continuous_columns
-from .layers import CategoricalLayer, ContinuousLayer
+from .layers import CategoricalLayer, ContinuousLayer, date_args, upstream_opts
 from .sites import SiteCollection
 
 # %% auto #0
@@ -663,7 +663,7 @@ def export_categorical(self:SiteCollection, layer:CategoricalLayer, # the land-c
                        job_meta:dict|None=None, # JSON-able dict kept in the manifest's job['meta']
                        **opts): # scale, tile_scale, max_pixels_per_region for `categorical_table`
     "Export class areas per site and year as chunked batch tasks."
-    ys = layer.check_years(years)
+    ys, opts = layer.check_years(years), upstream_opts(opts)  # max_pixels= (gee-polygons 0.0.4) accepted
     fn = lambda ss: categorical_table(layer, ys, ss, **opts)
     ident = dict(layer=layer.asset_id, band_pattern=layer.band_pattern, band=layer.band, years=ys, opts=opts)
     return run_export(self, fn, CATEGORICAL_COLUMNS, destination, config, 'cat', manifest, ident, dry_run, timeout_minutes, job_meta)
@@ -671,9 +671,9 @@ def export_categorical(self:SiteCollection, layer:CategoricalLayer, # the land-c
 # %% ../nbs/05_export.ipynb #27782430
 @patch
 def export_continuous(self:SiteCollection, layer:ContinuousLayer, # the bands to summarise
-                      start_date, # first day (inclusive), e.g. '2020-01-01'
-                      end_date, # last day (exclusive)
-                      destination:ExportDestination, # where files go
+                      start_date=None, # first day (inclusive), e.g. '2020-01-01' (start= works too)
+                      end_date=None, # last day (exclusive) (end= works too)
+                      destination:ExportDestination|None=None, # where files go (required)
                       reducer:str='mean', # spatial reducer: mean, median, min, max, stdDev
                       frequency:str='yearly', # 'yearly', 'monthly' or 'all'
                       config:ExportConfig|None=None, # chunking, throttling and retry settings
@@ -683,6 +683,8 @@ def export_continuous(self:SiteCollection, layer:ContinuousLayer, # the bands to
                       job_meta:dict|None=None, # JSON-able dict kept in the manifest's job['meta']
                       **opts): # scale, tile_scale, max_pixels_per_region for `continuous_table`
     "Export band statistics per site and period as chunked batch tasks."
+    (start_date, end_date), opts = date_args(start_date, end_date, opts.pop('start', None), opts.pop('end', None)), upstream_opts(opts)
+    if destination is None: raise TypeError('export_continuous needs destination=ExportDestination(...).')
     fn = lambda ss: continuous_table(layer, start_date, end_date, ss, reducer, frequency, **opts)
     ident = dict(collection=layer.collection_id, bands=list(layer.bands), preprocess=getattr(layer.preprocess, '__qualname__', None),
                  start=str(start_date), end=str(end_date), reducer=reducer, frequency=frequency, opts=opts)

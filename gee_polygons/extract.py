@@ -299,4 +299,8 @@ def extract_categorical(self:Site, *args, **kwargs) -> ExtractionResult:
 @patch
 def extract_continuous(self:Site, *args, **kwargs) -> ExtractionResult:
     "`SiteCollection.extract_continuous` for this one site."
+    if 'frequency' not in kwargs and len(args) < 5:  # layer, start, end, reducer, frequency
+        import warnings
+        warnings.warn("Site.extract_continuous now defaults to frequency='yearly' (gee-polygons 0.0.4 used 'all', one row "
+                      "per image): pass frequency= to choose and silence this.", FutureWarning, stacklevel=2)
     return SiteCollection([self]).extract_continuous(*args, **kwargs)

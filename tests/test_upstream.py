@@ -169,7 +169,6 @@ def test_export_calls(service, sites_file):
         assert isinstance(t, ExportTask) and t.wait(timeout_minutes=2, poll_interval_sec=0.1, progress=False)
         assert set(t.status().values()) == {'COMPLETED'} and len(t.results_info()) == len(t.task_ids) == 1
 
-@pytest.mark.xfail(strict=False, raises=TypeError, reason='needs the small 05_export edit (layers.upstream_opts / date_args) reported to H1')
 def test_export_takes_upstream_keywords(service, sites_file):
     "max_pixels= on both exports, and start=/end= for export_continuous's start_date/end_date."
     from gee_polygons import SiteCollection
