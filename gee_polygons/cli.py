@@ -656,6 +656,7 @@ def _run(name:str, argv:list) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('default'); warnings.showwarning = _warn_line(prog, name)
+            warnings.filterwarnings('ignore', 'You are using a non-supported Python version', FutureWarning)  # google.api_core on 3.10
             return run_command(name, argv)
     except UsageError as e: _say(e, prog); return 2
     except KeyboardInterrupt:
