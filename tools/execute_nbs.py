@@ -8,10 +8,12 @@ from gee_polygons.testing import block_sockets
 if __name__ == '__main__':
     block_sockets()
     os.environ.setdefault('MPLBACKEND', 'Agg')
-    for p in (Path(a).resolve() for a in sys.argv[1:]):
+    paths = [Path(a).resolve() for a in sys.argv[1:]]
+    for p in paths:
         here = Path.cwd()
         os.chdir(p.parent)  # notebooks run from nbs/, as nbdev-test runs them
         try: CaptureShell(mpl_format="png").execute(str(p.resolve()), str(p.resolve()), exc_stop=True)
         finally: os.chdir(here)
         print(f'executed {p}')
-    subprocess.run([str(Path(sys.executable).parent/'nbdev-clean')], check=True)
+    for p in paths:  # clean only what was executed: other notebooks may be open in someone's editor
+        subprocess.run([str(Path(sys.executable).parent/'nbdev-clean'), '--fname', str(p)], check=True)
