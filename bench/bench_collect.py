@@ -23,24 +23,28 @@ CLASSES = {3: 'Forest Formation', 4: 'Savanna Formation', 12: 'Grassland', 15: '
 def make_job(n:int, years:list, chunk_size:int, seed=1) -> Path:
     "Write the manifest and chunk CSVs of an `n`-site job; return the folder."
     from gee_polygons import export as gx
-    from gee_polygons.earthengine import CATEGORICAL_COLUMNS
+    from gee_polygons.earthengine import CATEGORICAL_COLUMNS, COVERAGE_COLUMNS
     folder = OUT/f'collect_{n}'
     files = folder/'files'; files.mkdir(parents=True, exist_ok=True)
     for f in files.iterdir(): f.unlink()
     ids = [f'site_{i:06d}' for i in range(n)]
     dest, cfg = gx.ExportDestination('drive', 'bench', 'bench'), gx.ExportConfig(chunk_size=chunk_size)
-    job = gx._job('cat', ids, dict(layer='bench', years=years, opts={}), CATEGORICAL_COLUMNS, dest, cfg)
+    cols = CATEGORICAL_COLUMNS + COVERAGE_COLUMNS[2:] + ['job_id']  # what export_categorical asks for now
+    job = gx._job('cat', ids, dict(layer='bench', years=years, opts={}), cols, dest, cfg)
+    jid = job['job_id']
     chunks = gx.make_chunks(ids, chunk_size, 'bench_cat', 'bench')
     rng, codes = np.random.default_rng(seed), np.array(list(CLASSES))
     for c in chunks:
         c.state = 'COMPLETED'
-        lines = [','.join(CATEGORICAL_COLUMNS)]
+        lines = [','.join(cols)]
         for s in c.site_ids:
             area = rng.uniform(1, 500)
+            mapped = area * (0.8 if rng.random() < 0.05 else 1.0)  # 1 site in 20 is partly outside the layer: a warning
             for y in years:
                 k = rng.integers(3, 9)
                 cls, w = np.sort(rng.choice(codes, k, replace=False)), rng.dirichlet(np.ones(k))
-                lines += [f'{s},{y},{v},"{CLASSES[v]}",{a / 0.09:.6f},{a:.6f},{f:.9f}' for v, a, f in zip(cls, w * area, w)]
+                lines += [f'{s},{y},{v},"{CLASSES[v]}",{a / 0.09:.6f},{a:.6f},{f:.9f},,,,{jid}' for v, a, f in zip(cls, w * mapped, w)]
+                lines.append(f'{s},{y},,,,,,{area:.6f},{mapped:.6f},{mapped:.6f},{jid}')  # the site-year's coverage row
         (files/f'{c.file_prefix}.csv').write_text('\n'.join(lines) + '\n')
     gx.Manifest(folder/'job.json', job, chunks).save()
     (files/f'{chunks[1].file_prefix}.csv').unlink()  # one chunk never arrived
@@ -55,7 +59,7 @@ t1 = time.perf_counter()
 res = collect(sys.argv[1] + '/job.json', sys.argv[1] + '/files')
 t2 = time.perf_counter()
 print(json.dumps(dict(import_s=t1 - t0, collect_s=t2 - t1, rows=len(res.data), files=len(res.files_read),
-                      missing=len(res.missing), bad=len(res.bad_files), rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+                      missing=len(res.missing), bad=len(res.bad_files), warnings=len(res.warnings), rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 '''
 
 def measure(folder:Path, repeat:int) -> dict:
@@ -69,12 +73,13 @@ def report(res:dict, years:int, chunk:int, cmd:str) -> str:
              f'Machine: {platform.machine()}, Python {platform.python_version()}, {platform.system()}. Medians of the runs, '
              'each in a fresh subprocess (import time excluded from collect time).', '',
              f'Input: a manifest and one CSV per chunk ({chunk} sites per chunk, {years} years, 3-8 classes per site and year), '
-             'one chunk file removed and one truncated.', '',
-             '| sites | files | rows | collect (s) | rows/s | µs/site | peak RSS (MB) | missing pairs | bad files |',
-             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+             'one chunk file removed and one truncated. Each file also holds a coverage row per site and year (1 site in 20 '
+             'partly covered, so reported in `warnings`) and the `job_id` column, as exports write them now.', '',
+             '| sites | files | rows | collect (s) | rows/s | µs/site | peak RSS (MB) | missing pairs | bad files | warnings |',
+             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for n, r in res.items():
         lines.append(f"| {n:,} | {r['files']:,.0f} | {r['rows']:,.0f} | {r['collect_s']:.2f} | {r['rows'] / r['collect_s']:,.0f} | "
-                     f"{1e6 * r['collect_s'] / n:,.0f} | {r['rss_mb']:,.0f} | {r['missing']:,.0f} | {r['bad']:.0f} |")
+                     f"{1e6 * r['collect_s'] / n:,.0f} | {r['rss_mb']:,.0f} | {r['missing']:,.0f} | {r['bad']:.0f} | {r['warnings']:,.0f} |")
     return '\n'.join(lines)
 
 if __name__ == '__main__':

@@ -53,13 +53,9 @@ print(json.dumps(dict(ok=ok, n_tasks=len(job.leaves), submit_s=t_submit, total_s
 '''
 
 def squares(n:int):
-    "`n` tiny square sites (the same as tests/test_export.py)."
-    from gee_polygons.sites import SiteCollection
-    def sq(i, s=0.0005):
-        x, y = -60 + (i % 400) * 0.001, -10 + (i // 400) * 0.001
-        return {'type': 'Polygon', 'coordinates': [[[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]]}
-    return SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': [
-        {'type': 'Feature', 'geometry': sq(i), 'properties': {'site_id': f's{i:05d}'}} for i in range(n)]})
+    "`n` tiny square sites (`sample_data.square_sites`, as the tests use)."
+    from gee_polygons.sample_data import square_sites
+    return square_sites(n)
 
 def _layer():
     from gee_polygons.layers import CategoricalLayer

@@ -30,16 +30,26 @@ def cpu_seconds():
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def vm_hwm_mb(pid='self'):
+    "Peak RSS of a process's own address space (VmHWM): unlike ru_maxrss it does not carry the peak of the process it was forked from."
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
+    return float('nan')
+
+
 class TreePeak:
-    "Samples the summed RSS of this process and all its children every 50 ms; `.peak_mb` is the largest sum."
+    "Samples the RSS of this process and all its children every 50 ms: `.peak_mb` the largest sum, `.kid_mb` the largest child."
     def __init__(self):
         import psutil
-        self.me, self.peak_mb, self.stop = psutil.Process(), 0.0, threading.Event()
+        self.me, self.peak_mb, self.kid_mb, self.stop = psutil.Process(), 0.0, 0.0, threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True); self.thread.start()
     def _run(self):
         while not self.stop.is_set():
-            try: rss = sum(p.memory_info().rss for p in [self.me, *self.me.children(recursive=True)])
+            try:
+                kids = [p.memory_info().rss for p in self.me.children(recursive=True)]
+                rss = self.me.memory_info().rss + sum(kids)
             except Exception: continue
+            self.kid_mb = max([self.kid_mb] + [k / 2**20 for k in kids])
             self.peak_mb = max(self.peak_mb, rss / 2**20); self.stop.wait(0.05)
     def close(self): self.stop.set(); self.thread.join(); return self.peak_mb
 
@@ -49,12 +59,16 @@ def sites(n):
     return SiteCollection([Site(f"s{i}", p) for i, p in enumerate(B.polygons(n))])  # lazy above 5,000 sites, as loaders are
 
 
-def run_local(n, layout, workers):
+def run_local(n, layout, workers, transitions=False):
+    "`local_categorical` of all 14 years, or (transitions) `local_transitions` of the 13 consecutive pairs."
     from gee_polygons.layers import CategoricalLayer
-    from gee_polygons.local import local_categorical
+    from gee_polygons.local import local_categorical, local_transitions
     sc = sites(n)
     lyr = CategoricalLayer('bench', {int(c): str(c) for c in B.CLASSES}, {}, B.YEARS, name='bench')
     c, t = cpu_seconds(), time.perf_counter()
+    if transitions:
+        res = local_transitions(sc, lyr, list(zip(B.YEARS, B.YEARS[1:])), B.RASTERS[layout], workers=workers, progress=False)
+        return time.perf_counter() - t, cpu_seconds() - c, len(res.data)
     res = local_categorical(sc, lyr, B.YEARS, B.RASTERS[layout], workers=workers, progress=False)
     secs, cpu = time.perf_counter() - t, cpu_seconds() - c
     if n == 10_000 and workers == 1: res.data.to_parquet(B.OUT / f'local_{layout}_{n}.parquet')
@@ -95,15 +109,15 @@ def run_rasterstats(n, layout, _):
 
 def child(method, n, layout, arg):
     peak = TreePeak()
-    secs, cpu, rows = dict(local=run_local, today=run_today, plain=run_plain, rasterstats=run_rasterstats)[method](n, layout, int(arg or 0))
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps(dict(seconds=secs, cpu=cpu, rows=rows, rss_mb=me.ru_maxrss / 1024, worker_rss_mb=kids.ru_maxrss / 1024,
-                          total_mb=peak.close())))
+    trans = lambda n, layout, w: run_local(n, layout, w, transitions=True)
+    secs, cpu, rows = dict(local=run_local, trans=trans, today=run_today, plain=run_plain, rasterstats=run_rasterstats)[method](n, layout, int(arg or 0))
+    total = peak.close()
+    print(json.dumps(dict(seconds=secs, cpu=cpu, rows=rows, rss_mb=vm_hwm_mb(), worker_rss_mb=peak.kid_mb, total_mb=total)))
 
 
 def measure(method, n, layout, arg=''):
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-    if method == 'local':  # numba's disk cache is invalidated whenever local.py is rewritten: compile it first
+    if method in ('local', 'trans'):  # numba's disk cache is invalidated whenever local.py is rewritten: compile it first
         subprocess.run([sys.executable, '-c', 'import gee_polygons.local as L; L._warm_up()'], env=env, check=True)
     out = subprocess.run([sys.executable, __file__, '--child', method, str(n), layout, str(arg)], capture_output=True,
                          text=True, env=env)
@@ -143,19 +157,25 @@ def main():
         if args.write: write_section(section)
         return
     B.make_rasters()
+    args.uptime0 = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
     results, args.load0, args.t0 = [], os.getloadavg(), time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     small, big = args.sizes[0], args.sizes[1:]
     if (BASELINE / 'local_today.py').exists(): results.append(measure('today', small, args.layouts[0], 1))
     for layout in args.layouts:  # the methods side by side, per layout
         results += [measure('local', small, layout, 2), measure('local', small, layout, 1), measure('plain', small, layout)]
+        if layout == args.layouts[0]: results += [measure('trans', small, layout, 2), measure('trans', small, layout, 1)]
     results.append(measure('rasterstats', args.rasterstats_sample, args.layouts[0]))
     for n in big: results.append(measure('local', n, args.layouts[0], 2))  # is the cost per site flat?
     args.load1, args.diffs = os.getloadavg(), {l: check(l) for l in args.layouts} if args.check else {}
-    meta = dict(t0=args.t0, sizes=args.sizes, layouts=args.layouts, diffs=args.diffs, rasterstats_sample=args.rasterstats_sample)
+    args.uptime = [args.uptime0, subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()]
+    meta = dict(t0=args.t0, sizes=args.sizes, layouts=args.layouts, diffs=args.diffs, rasterstats_sample=args.rasterstats_sample,
+                uptime=args.uptime)
     (B.OUT / 'bench_local_results.json').write_text(json.dumps(dict(meta=meta, results=results), indent=1))
     section = report(results, args)
     print(section)
     if args.write: write_section(section)
+    bad = {l: d for l, d in args.diffs.items() if d is None or d > 1e-9}
+    if args.check and bad: raise SystemExit(f'tables differ from the baseline (largest relative difference): {bad}')
 
 
 def report(results, args):
@@ -174,13 +194,17 @@ def report(results, args):
              f"{min(r['load'] for r in results):.1f}–{max(r['load'] for r in results):.1f} during the runs (2 would "
              'fill the machine), so wall times are pessimistic and noisy, two workers gain little over one process on an '
              'oversubscribed machine, and CPU time is inflated too. The ratios between methods measured in the same run, '
-             'and CPU time, are the figures to compare.', '',
+             'and CPU time, are the figures to compare.' + (f" `uptime` before: `{args.uptime[0]}`; after: `{args.uptime[1]}`."
+                                                             if getattr(args, 'uptime', None) else ''), '',
              'Input: `bench/bench_input.py` (seeded): polygons of 4–60 vertices, 1–500 ha, 10% multipolygons, 10% with holes, '
              'over a SYNTHETIC MapBiomas-like 10,000 × 10,000 px, 14-band uint8 GeoTIFF (EPSG:4326, 30 m, DEFLATE, 5% pixel '
              'speckle) in two layouts. Task: class areas of every site for all 14 years. Each row is a fresh process.', '',
+             'Memory: "process" is the measuring process\'s own peak (VmHWM, which a forked process does not inherit, unlike '
+             'ru_maxrss), "worker" the largest RSS sampled (every 50 ms) of any worker, "total" the largest sampled sum of the '
+             'process and all its workers.', '',
              f'| method ({small:,} sites × 14 years) | raster layout | sites/s | CPU ms/site | vs plain call (wall) | '
-             'vs plain call (CPU) | peak RSS: process + workers (total sampled) |', '|---|---|---:|---:|---:|---:|---:|']
-    mem = lambda r: (f"{r['rss_mb']:.0f} MB" + (f" + 2 × {r['worker_rss_mb']:.0f} MB" if str(r['arg']) == '2' else '')
+             'vs plain call (CPU) | peak RSS: process + largest worker (total sampled) |', '|---|---|---:|---:|---:|---:|---:|']
+    mem = lambda r: (f"{r['rss_mb']:.0f} MB" + (f" + 2 × ≤{r['worker_rss_mb']:.0f} MB" if str(r['arg']) == '2' else '')
                      + f" ({r['total_mb']:.0f} MB)")
     for layout in args.layouts:
         plain = get('plain', small, layout)
@@ -197,6 +221,16 @@ def report(results, args):
     lines.append(f"| rasterstats `zonal_stats(categorical=True)` per band, on the first {rs['n']:,} sites | {names[rs['layout']]} | "
                  f"{rs['sites_per_s']:,.1f} | {rs['cpu_ms']:.1f} | {rs['sites_per_s'] / plain0['sites_per_s']:.2f}× | "
                  f"{plain0['cpu_ms'] / rs['cpu_ms']:.2f}× | {mem(rs)} |")
+    tr = [r for r in results if r['method'] == 'trans']
+    if tr:
+        lines += ['', f'Transitions (issue 12): `local_transitions` of the 13 consecutive pairs of the 14 years, same sites and raster '
+                  f'({names[args.layouts[0]]}), against `local_categorical` of the 14 years in the same run (target: at most 1.5× its cost):', '',
+                  '| processes | sites/s | CPU ms/site | rows | wall vs class areas | CPU vs class areas | peak RSS total (sampled) |',
+                  '|---|---:|---:|---:|---:|---:|---:|']
+        for r in tr:
+            c = get('local', small, args.layouts[0], r['arg'])
+            lines.append(f"| {'2 workers' if str(r['arg']) == '2' else '1 process'} | {r['sites_per_s']:,.0f} | {r['cpu_ms']:.2f} | "
+                         f"{r['rows']:,} | {r['seconds'] / c['seconds']:.2f}× | {r['cpu'] / c['cpu']:.2f}× | {r['total_mb']:.0f} MB |")
     base = get('local', small, args.layouts[0], 2)
     lines += ['', f'Cost per site as the collection grows (`local_categorical`, 2 workers, {names[args.layouts[0]]}):', '',
               '| sites | sites/s | CPU ms/site | CPU per site vs 10,000 | peak RSS total (sampled) |', '|---:|---:|---:|---:|---:|']
@@ -213,31 +247,43 @@ def report(results, args):
     return '\n'.join(lines + ['', LEVERS, ''])
 
 
-LEVERS = """Which lever did what (10,000 sites, GDAL-default layout, one process; CPU seconds measured with cProfile or
-process_time during this session, on the shared machine):
+LEVERS = """Which lever did what. Earlier session (2026-12-01, 10,000 sites, GDAL-default layout, one process):
 
 - **Class tally compiled (numba).** One pass over every covered cell adds its coverage and its area to a
   (layer, class) table, then emits the classes present: 0.21–0.29 ms per site (3,000 cells × 14 layers), against the
-  28 `np.bincount` calls per site before (21% of the old 27 s, about 0.57 ms per site). Layer-inner order and
-  interleaved (count, area) accumulators were measured fastest (0.30 and 0.21 ms per site against 0.59 for
-  layer-outer loops on random classes).
-- **Tiles decoded once per run.** A piece's sites (Hilbert order) are cut into runs whose tiles fit in 32 MB; each
-  tile a run touches is read once, tile-aligned, all layers at once. With 250 sites per piece the engine reads 1.29×
-  the raster's 1,600 tiles in all (1.09× with 1,000), against per-site windows that decoded shared tiles again and
-  read 2.4× the covered cells. Reading the whole raster once, the floor, costs 2.5 s (GDAL layout) and 1.7 s
-  (project layout) on this machine.
-- **Exact coverage is now the largest cost** (exactextract's `process`, about 0.45 ms per site, C++): it is the same
-  call as before and bounds the speed-up. Reprojection, Hilbert order and the coverage report stay in the parent.
-- **No GeoJSON round trip for a SiteCollection.** Geometries come from the collection's packed arrays: the old
-  `shape(site.geometry)` per site spent about 3 s of the parent's CPU (414,520 shapely coordinate calls) at 10,000 sites.
-- **Table built once, column by column**: one stable sort by site (each site's rows already come in (year, class)
-  order), class names by lookup, `set(df['site_id'].unique())` for the errors/warnings split (0.03 s instead of 1.6 s).
-- **GDAL block cache capped at 32 MB per process** (the engine holds the tiles it needs itself). A worker's peak is
-  about 300–450 MB, of which about 230 MB is the interpreter, its imports and numba/LLVM; the parent holds the sites
-  and the table.
-- Numba compiles the tally once into its disk cache (`__pycache__`; 1–3 s, more on a loaded machine); rewriting
-  `gee_polygons/local.py` (e.g. `nbdev-export`) invalidates that cache, so this benchmark compiles it (`_warm_up()`)
-  before each run of the engine."""
+  28 `np.bincount` calls per site before (21% of the old 27 s, about 0.57 ms per site).
+- **Tiles decoded once per run.** A piece's sites (Hilbert order) are cut into runs whose tiles fit in 24 MB; each
+  tile a run touches is read once, tile-aligned, all layers at once: 1.29× the raster's 1,600 tiles in all with 250
+  sites per piece, against per-site windows that read 2.4× the covered cells. Decoding the whole raster once, the
+  floor, costs 2.5 s (GDAL layout) and 1.7 s (project layout) on this machine.
+- **No GeoJSON round trip for a SiteCollection**; **table built once, column by column**; **GDAL block cache capped**
+  (16 MB per process; the engine holds the tiles it needs itself).
+
+This session (2026-12-02; cProfile and process_time on the shared machine, load average 4–7):
+
+- **One reused tile buffer, read into directly.** Each run used to allocate a fresh zeroed array of up to 24 MB and
+  copy every tile into it from a temporary; the kernel's page faults and the copies were `_read_tiles`' own time:
+  2.35 s of 13.5 s (3,000 sites, one process) and 8.7 s of 49.6 s (10,000 sites, loaded). Now a per-process buffer is
+  reused run after run and full tiles are read by GDAL straight into their slot (`RasterStack.read(..., out=)`);
+  `_read_tiles`' own time is gone from the profile. What remains of reading is GDAL's DEFLATE decoding.
+- **String columns by `take`.** Site ids and class names are built once per distinct value and gathered with
+  pyarrow's `take`: 0.17 s instead of 1.14 s for the 2.8 million site ids of a transitions table.
+- **Transitions reuse the whole path** (coverage, Hilbert pieces, tile runs, workers): only the tally differs, a
+  compiled pass that adds each cell to its (pair, class from, class to) entry and emits the touched entries in order.
+- **Tried, not adopted:** exactextract's `cell_id` operation instead of `values` over the cell-id grid (it avoids the
+  Python `read_window` callback) measured no faster (1.7–2.1 s against 1.4–2.2 s per 2,000 polygons); exactextract
+  0.3.0's Python API has no raster-free coverage call, so exact coverage (about 0.45 ms of C++ per site when quiet)
+  is still one `exact_extract` call per piece and the largest single cost.
+- **Not done: worker start-up.** A spawned worker costs about 1.5 s of CPU and 250 MB before it measures anything
+  (numpy, pandas, shapely, pyproj, rasterio, exactextract and numba imports, and loading the cached tally; measured
+  with `/usr/bin/time`), about 0.3 ms per site for two workers at 10,000 sites. A fork server that imports the engine
+  once would save most of it, but its workers are not our children (their CPU escapes `RUSAGE_CHILDREN`, so this
+  benchmark could not report it honestly) and it keeps a 250 MB process alive; plain `fork` is unsafe with threads.
+- **Honest memory.** The previous tables' worker figures were `ru_maxrss` of spawned workers, which on Linux keeps
+  the peak of the parent they were forked from before `exec` (that was the "unexplained" 872 MB per worker at 40,000
+  sites). Now the process reports its own VmHWM and workers their sampled RSS.
+- Numba compiles the tallies once into its disk cache (`__pycache__`); rewriting `gee_polygons/local.py` (any
+  `nbdev-export`) invalidates it, so this benchmark compiles them (`_warm_up()`) before each run of the engine."""
 
 
 if __name__ == '__main__':

@@ -51,10 +51,11 @@ CHILD = {
     'import': 'import gee_polygons.sites',
     'ours': '''
 from gee_polygons.sites import SiteCollection
-t0 = time.perf_counter(); sc = SiteCollection.from_file(PATH, lazy=True); t1 = time.perf_counter()
+import gc
+t0, c0 = time.perf_counter(), time.process_time(); sc = SiteCollection.from_file(PATH, lazy=True); t1, c1 = time.perf_counter(), time.process_time()
 a = sc.areas_ha(); t2 = time.perf_counter()
-assert len(sc) == len(a) and (a > 0).all() and sc.lazy
-res = dict(load=t1 - t0, area=t2 - t1, n=len(sc), total_ha=float(a.sum()))''',
+assert len(sc) == len(a) and (a > 0).all() and sc.lazy and gc.isenabled()
+res = dict(load=t1 - t0, load_cpu=c1 - c0, area=t2 - t1, n=len(sc), total_ha=float(a.sum()))''',
     'geopandas': '''
 import geopandas
 t0 = time.perf_counter(); gdf = geopandas.read_file(PATH); t1 = time.perf_counter()
@@ -68,7 +69,7 @@ res = dict(load=t1 - t0, n=len(gdf))''',
 def measure(kind, path):
     "Run one measurement in a fresh interpreter; return its figures and peak RSS in MB."
     code = ('import json, resource, time\nPATH = %r\n' % str(path)) + CHILD[kind] + (
-        '\nres = locals().get("res", {}); res["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024'
+        '\nres = locals().get("res", {}); res["rss_mb"] = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]'
         '\nprint(json.dumps(res))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -93,23 +94,25 @@ def report(sizes, res, base, files, cmd):
     lines = [SECTION, '',
              f'Command: `{cmd}`  ',
              f'Machine: {machine()}  ',
-             f'Date: {time.strftime("%Y-%m-%d")}. Medians of {ARGS.repeat} runs, each in a fresh subprocess; peak RSS is the maximum ru_maxrss.', '',
+             f'Date: {time.strftime("%Y-%m-%d")}. Medians of {ARGS.repeat} runs, each in a fresh subprocess; peak RSS is the maximum VmHWM (the process\'s own peak; ru_maxrss would carry the peak of the process it was forked from).', '',
              f'Input: GeoJSON FeatureCollection in EPSG:5880 (crs member), Z coordinates, 5-40 vertices per polygon; '
              f'{big:,} sites = {files[big].stat().st_size / 2**20:.0f} MB. `SiteCollection.from_file(path, lazy=True)` '
              f'(parse, reproject to EPSG:4326, ids, validation, packing), then `sc.areas_ha()` (geodesic areas of every site).', '',
              'geopandas columns: `geopandas.read_file(path)` (pyogrio; no reprojection, no validation), and the same followed by '
              '`.to_crs(4326)` and `.is_valid.all()` ("+crs+valid"), which is closer to what our load does. Ratios are ours / geopandas.', '',
-             '| sites | load (s) | areas (s) | total µs/site | peak RSS (MB) | gpd.read_file (s) | gpd +crs+valid (s) | gpd peak RSS (MB) | load vs read_file | load vs +crs+valid | RSS vs gpd |',
-             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+             '| sites | load (s) | load CPU (s) | areas (s) | total µs/site | peak RSS (MB) | gpd.read_file (s) | gpd +crs+valid (s) | gpd peak RSS (MB) | load vs read_file | load vs +crs+valid | RSS vs gpd |',
+             '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for n in sizes:
         o, g, f = res[n]['ours'], res[n]['geopandas'], res[n]['geopandas_full']
-        lines.append(f"| {n:,} | {o['load']:.2f} | {o['area']:.2f} | {per[n]:.0f} | {o['rss_mb']:.0f} | {g['load']:.2f} | {f['load']:.2f} | {g['rss_mb']:.0f} | "
+        lines.append(f"| {n:,} | {o['load']:.2f} | {o['load_cpu']:.2f} | {o['area']:.2f} | {per[n]:.0f} | {o['rss_mb']:.0f} | {g['load']:.2f} | {f['load']:.2f} | {g['rss_mb']:.0f} | "
                      f"{o['load'] / g['load']:.2f}x | {o['load'] / f['load']:.2f}x | {o['rss_mb'] / g['rss_mb']:.2f}x |")
     small = min(sizes)
     ok = lambda c: 'met' if c else 'NOT met'
     lines += ['', f"Interpreter with `gee_polygons.sites` imported and nothing loaded: {base['rss_mb']:.0f} MB peak RSS.", '',
               'Targets:',
               f"- load {big:,} sites under 10 s: {r['ours']['load']:.2f} s ({ok(r['ours']['load'] < 10)});",
+              f"- ... under 3 s of CPU, without the garbage collector's overhead (it is paused during the bulk parse): "
+              f"{r['ours']['load_cpu']:.2f} s ({ok(r['ours']['load_cpu'] < 3)});",
               f"- peak memory under 1 GB: {r['ours']['rss_mb']:.0f} MB ({ok(r['ours']['rss_mb'] < 1024)});",
               f"- linear cost: {per[big]:.0f} µs/site at {big:,} vs {per[small]:.0f} µs/site at {small:,}, "
               f"ratio {per[big] / per[small]:.2f} ({ok(per[big] / per[small] < 1.5)}; the ratio should stay near 1, "

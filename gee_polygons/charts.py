@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/charts.html.md"""
 
 # %% ../nbs/07_charts.ipynb #5dbbd393
 from __future__ import annotations
-import itertools
+import itertools, math
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -23,11 +23,11 @@ from .datasets.compat import class_key
 from .datasets.registry import class_code
 
 # %% auto #0
-__all__ = ['UNITS', 'TRANSITION_COLUMNS', 'class_order', 'as_table', 'select_sites', 'class_areas', 'plot_site', 'plot_sites',
-           'transition_summary', 'plot_transitions', 'transition_pairs', 'transition_matrix', 'plot_transition_matrix',
-           'transition_flows', 'plot_transition_flow', 'prepare_chart_data', 'plot_class_distribution',
-           'plot_class_area_stacked', 'plot_aggregated', 'save_png', 'site_window', 'plot_site_map', 'site_timestrip',
-           'site_gif']
+__all__ = ['UNITS', 'TRANSITION_COLUMNS', 'EE_MAP_PIXELS', 'class_order', 'as_table', 'select_sites', 'class_areas', 'plot_site',
+           'plot_sites', 'transition_summary', 'plot_transitions', 'transition_pairs', 'transition_matrix',
+           'plot_transition_matrix', 'transition_flows', 'plot_transition_flow', 'prepare_chart_data',
+           'plot_class_distribution', 'plot_class_area_stacked', 'plot_aggregated', 'save_png', 'site_window',
+           'ee_site_window', 'map_window', 'plot_site_map', 'site_timestrip', 'site_gif']
 
 # %% ../nbs/07_charts.ipynb #0bf07efb
 def class_order(layer:CategoricalLayer, # the layer whose legend sets the order
@@ -475,7 +475,7 @@ def site_window(site, # a Site
                 source, # a GeoTIFF with a band per year, or a '{year}' path template (as for the local engine)
                 margin:float=0.25, # context around the site, as a share of its bounding box
                ) -> tuple:
-    "(class array, (left, right, bottom, top) extent, the site's shapely geometry), all in the raster's CRS."
+    "From a local raster: (class array, (left, right, bottom, top) extent, the site's shapely geometry), in the raster's CRS."
     import rasterio, shapely
     from rasterio.windows import from_bounds
     from gee_polygons.local import categorical_sources, to_raster_crs
@@ -487,6 +487,51 @@ def site_window(site, # a Site
         arr = ds.read(band, window=win, boundless=True, fill_value=ds.nodata or 0)
         l, b, r, t = rasterio.windows.bounds(win, ds.transform)
     return arr, (l, r, b, t), geom
+
+# %% ../nbs/07_charts.ipynb #86891eaf
+EE_MAP_PIXELS = 512 # longest side, in pixels, of a map fetched from Earth Engine
+_M_PER_DEGREE = 111319.49 # Earth Engine's metres per degree for nominal scales in EPSG:4326
+
+def _map_box(bounds:tuple, margin:float, scale:float) -> tuple:
+    "((left, right, bottom, top), (width, height) in pixels) around lon/lat `bounds` at about `scale` metres a pixel."
+    x0, y0, x1, y1 = bounds; d = scale / _M_PER_DEGREE
+    dx, dy = (x1 - x0) * margin + d, (y1 - y0) * margin + d
+    l, r, b, t = x0 - dx, x1 + dx, y0 - dy, y1 + dy
+    w, h = math.ceil((r - l) / d), math.ceil((t - b) / d)
+    k = max(w, h) / EE_MAP_PIXELS
+    return (l, r, b, t), ((math.ceil(w / k), math.ceil(h / k)) if k > 1 else (w, h))
+
+# %% ../nbs/07_charts.ipynb #959f213b
+def ee_site_window(site, # a Site (geometry in EPSG:4326)
+                   layer:CategoricalLayer, # the layer
+                   year:int, # the year to fetch
+                   margin:float=0.25, # context around the site, as a share of its bounding box
+                  ) -> tuple:
+    "From Earth Engine: (class array, (left, right, bottom, top) extent in degrees, the site's geometry), one thumbnail."
+    import io, shapely, ee
+    from PIL import Image
+    from gee_polygons import gateway
+    from gee_polygons.earthengine import layer_image, year_band
+    if max(layer.class_map, default=0) > 255: raise ValueError(f'{layer.name or layer.asset_id} has class codes above 255, which a thumbnail cannot carry.')
+    geom = shapely.geometry.shape(site.geometry)
+    (l, r, b, t), (w, h) = _map_box(geom.bounds, margin, layer.scale)
+    image = layer_image(layer, [int(year)], ee.Geometry.Rectangle([l, b, r, t], None, False)).select(year_band(year))
+    png = gateway.thumbnail(image, {'region': [l, b, r, t], 'dimensions': f'{w}x{h}', 'min': 0, 'max': 255, 'format': 'png'})
+    px = np.asarray(Image.open(io.BytesIO(png)).convert('RGBA'))
+    return np.where(px[..., 3] > 0, px[..., 0], 0).astype(int), (l, r, b, t), geom
+
+# %% ../nbs/07_charts.ipynb #fc643796
+def map_window(site, # a Site
+               layer:CategoricalLayer, # the layer
+               year:int, # the year
+               source=None, # local engine: a GeoTIFF with a band per year, or a '{year}' path template
+               engine:str|None=None, # 'local' or 'ee'; None: 'local' when `source` is given, else 'ee'
+               margin:float=0.25, # context around the site, as a share of its bounding box
+              ) -> tuple:
+    "(class array, extent, site geometry) around `site` in `year`, from a local raster window or an Earth Engine thumbnail."
+    from gee_polygons.extract import _engine
+    if _engine(engine, source) == 'local': return site_window(site, layer, year, source, margin)
+    return ee_site_window(site, layer, year, margin)
 
 # %% ../nbs/07_charts.ipynb #b22d5e9a
 def _class_image(ax:Axes, arr:np.ndarray, extent, layer:CategoricalLayer) -> list:
@@ -507,39 +552,40 @@ def _outline(ax:Axes, geom):
 def plot_site_map(site, # a Site
                   layer:CategoricalLayer, # the layer (colours, names, band names)
                   year:int, # the year to draw
-                  source=None, # a GeoTIFF with a band per year, or a '{year}' path template
+                  source=None, # local engine: a GeoTIFF with a band per year, or a '{year}' path template
+                  engine:str|None=None, # 'local' or 'ee'; None: 'local' when `source` is given, else 'ee'
                   ax:Axes|None=None, # axes to draw into; None makes a new Figure
                   margin:float=0.25, # context around the site, as a share of its bounding box
                   legend:bool=True, # draw the legend of the classes shown
                   title:str|None=None, # defaults to the site id and year
+                  window:tuple|None=None, # a `map_window` already fetched (then nothing is read)
                  ) -> Figure:
     "The class raster around `site` in `year`, with the site's outline and the layer's legend."
-    if source is None: raise ValueError('plot_site_map draws from a local raster: give source= (a GeoTIFF, or a {year} template).')
-    arr, extent, geom = site_window(site, layer, year, source, margin)
+    arr, extent, geom = window or map_window(site, layer, year, source, engine, margin)
     ax = _new_ax(ax, (6, 5)); codes = _class_image(ax, arr, extent, layer); _outline(ax, geom)
     ax.set(title=title or f'{site.site_id} · {year}', xticks=[], yticks=[]); ax.set_aspect('equal')
-    if legend: ax.legend(handles=[Patch(facecolor=layer.class_color(c), label=layer.class_name(c)) for c in codes],
-                         loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False, fontsize='small')
+    if legend: ax.legend(handles=_class_patches(layer, codes), loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False, fontsize='small')
     return ax.figure
+
+def _class_patches(layer:CategoricalLayer, codes) -> list:
+    "Legend patches of `codes`, in the layer's order."
+    return [Patch(facecolor=layer.class_color(c), label=layer.class_name(c)) for c in class_order(layer, codes)]
 
 # %% ../nbs/07_charts.ipynb #f4341097
 def site_timestrip(site, # a Site
                    layer:CategoricalLayer, # the layer
                    years:list, # years to draw, left to right
-                   source=None, # a GeoTIFF with a band per year, or a '{year}' path template
+                   source=None, # local engine: a GeoTIFF with a band per year, or a '{year}' path template
+                   engine:str|None=None, # 'local' or 'ee'; None: 'local' when `source` is given, else 'ee'
                    margin:float=0.25, # context around the site, as a share of its bounding box
                   ) -> Figure:
     "A row of small maps of `site`, one per year, with one legend of every class shown."
     ys = layer.check_years(years)
+    wins = [map_window(site, layer, y, source, engine, margin) for y in ys]
     fig = Figure(figsize=(2.2 * len(ys) + 2, 2.8), layout='constrained')
-    for ax, y in zip(np.atleast_1d(fig.subplots(1, len(ys))), ys):
-        plot_site_map(site, layer, y, source, ax=ax, margin=margin, legend=False, title=str(y))
-    return _strip_legend(fig, site, layer, ys, source, margin)
-
-def _strip_legend(fig, site, layer, ys, source, margin) -> Figure:
-    "Add one legend of the classes present in any year to the strip, and the site id as title."
-    shown = set().union(*(set(np.unique(site_window(site, layer, y, source, margin)[0])) for y in ys)) - {0}
-    fig.legend(handles=[Patch(facecolor=layer.class_color(c), label=layer.class_name(c)) for c in class_order(layer, shown)],
+    for ax, y, win in zip(np.atleast_1d(fig.subplots(1, len(ys))), ys, wins):
+        plot_site_map(site, layer, y, ax=ax, legend=False, title=str(y), window=win)
+    fig.legend(handles=_class_patches(layer, set().union(*(set(np.unique(w[0])) for w in wins)) - {0}),
                loc='outside right upper', frameon=False, fontsize='small')
     fig.suptitle(f'{site.site_id} · {layer.name or layer.asset_id}')
     return fig
@@ -549,7 +595,8 @@ def site_gif(site, # a Site
              layer:CategoricalLayer, # the layer
              years:list, # one frame per year, in order
              path, # where to write; must end in .gif
-             source=None, # a GeoTIFF with a band per year, or a '{year}' path template
+             source=None, # local engine: a GeoTIFF with a band per year, or a '{year}' path template
+             engine:str|None=None, # 'local' or 'ee'; None: 'local' when `source` is given, else 'ee'
              margin:float=0.25, # context around the site, as a share of its bounding box
              duration:int=700, # milliseconds per frame
              dpi:int=80, # resolution of the frames
@@ -561,7 +608,7 @@ def site_gif(site, # a Site
     if path.suffix.lower() != '.gif': raise ValueError(f'site_gif writes GIF files; give a path ending in .gif, not {path.name!r}.')
     frames = []
     for y in layer.check_years(years):
-        buf = io.BytesIO(); plot_site_map(site, layer, y, source, margin=margin).savefig(buf, format='png', dpi=dpi)
+        buf = io.BytesIO(); plot_site_map(site, layer, y, source, engine, margin=margin).savefig(buf, format='png', dpi=dpi)
         frames.append(Image.open(buf).convert('RGB'))
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0)

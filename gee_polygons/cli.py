@@ -1,4 +1,4 @@
-"""The `gee-polygons` command: extract, plan, export, status, wait, retry, cancel, collect, chart, layers, emulator and verify.
+"""The `gee-polygons` command: extract, plan, export, status, wait, retry, cancel, collect, chart, map, layers, emulator and verify.
 
 Docs: https://gee-polygons.github.io/gee_polygons/cli.html.md"""
 
@@ -6,19 +6,22 @@ Docs: https://gee-polygons.github.io/gee_polygons/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #929d38f8
 from __future__ import annotations
-import os, re, sys, time, warnings
+import inspect, os, re, sys, time, warnings
 from pathlib import Path
 from fastcore.script import call_parse, anno_parser
+from fastcore.meta import delegates
 
 if __name__ == '__main__' and '__file__' in globals():  # `python -m gee_polygons.cli`: run the imported module's `main`
     from gee_polygons.cli import main
     sys.exit(main())
 
 # %% auto #0
-__all__ = ['COMMANDS', 'REQUIRED', 'parse_years', 'layer_names', 'find_layer', 'load_sites', 'parse_dest', 'file_prefix_for',
-           'year_window', 'layer_years', 'connect', 'resolve_engine', 'extract', 'job_settings', 'files_line', 'plan',
-           'job_meta', 'recorded_meta', 'export', 'failures', 'status', 'wait', 'retry', 'cancel', 'grouped', 'collect',
-           'read_table', 'parse_transition', 'table_layer', 'chart', 'layers', 'emulator_banner', 'emulator', 'verify',
+__all__ = ['COMMANDS', 'REQUIRED', 'parse_years', 'layer_names', 'find_layer', 'cli_sites', 'parse_dest', 'file_prefix_for',
+           'year_window', 'layer_years', 'cli_connect', 'ee_options', 'resolve_engine', 'extract_command',
+           'job_settings', 'files_line', 'plan_command', 'job_meta', 'recorded_meta', 'export_command', 'failures',
+           'status_command', 'wait_command', 'retry_command', 'cancel_command', 'grouped', 'real_missing',
+           'collect_command', 'read_table', 'parse_transition', 'table_layer', 'chart_command', 'layer_rows',
+           'layers_command', 'pick_site', 'map_command', 'emulator_banner', 'emulator_command', 'verify_command',
            'UsageError', 'usage', 'command_parser', 'run_command', 'is_user_error', 'cli_words', 'main']
 
 # %% ../nbs/09_cli.ipynb #440be08b
@@ -48,7 +51,7 @@ def find_layer(name:str|None):
     return names[key]
 
 # %% ../nbs/09_cli.ipynb #0a9a4e17
-def load_sites(sites:str|None, sample:bool, id_field:str|None=None, # --sites, --sample, --id-field
+def cli_sites(sites:str|None, sample:bool, id_field:str|None=None, # --sites, --sample, --id-field
                source_crs:str|None=None, make_valid:bool=False, skip_invalid:bool=False): # --source-crs, --make-valid, --skip-invalid
     "The SiteCollection named by --sites or --sample."
     from gee_polygons.sites import SiteCollection
@@ -88,13 +91,22 @@ def layer_years(layer, years:str|None) -> list[int]:
     return layer.check_years(parse_years(years) if years is not None else layer.years)
 
 # %% ../nbs/09_cli.ipynb #343cebda
-def connect(project:str|None=None, ee_url:str|None=None):
-    "Initialise Earth Engine for `project` (or the endpoint `ee_url`, without credentials)."
+def cli_connect(project:str=None, # Earth Engine: Google Cloud project
+                ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. a local emulator
+               ):
+    "Initialise Earth Engine for `project` (or the endpoint `ee_url`, without credentials); its options are every command's."
     if ee_url:
         from gee_polygons.emulator import connect_client
         return connect_client(ee_url, project or 'emulator-project', max_retries=None)
     from gee_polygons import gateway
     gateway.init(project=project)
+
+cli_connect.__signature__ = inspect.signature(cli_connect, eval_str=True)  # real types: this module's annotations are strings
+
+def ee_options(f):
+    "Give command `f` the options of `cli_connect` (--project, --ee-url), passed to its `**ee` (fastcore's `delegates`)."
+    f.__signature__ = inspect.signature(f, eval_str=True)
+    return delegates(cli_connect)(f)
 
 # %% ../nbs/09_cli.ipynb #fe26ea04
 def _summary(res, out, n_years) -> str:
@@ -107,12 +119,15 @@ def _summary(res, out, n_years) -> str:
     return '\n'.join(lines + [f'wrote {out}'])
 
 # %% ../nbs/09_cli.ipynb #fc69681e
-def _run_extract(sc, lay, ys, engine, source, reducer, progress, local_kw:dict):
+def _run_extract(sc, lay, ys, engine, source, reducer, progress, local_kw:dict, transitions:bool=False):
     "The ExtractionResult of the extract command; raster errors of the local engine as one line naming --source."
     import gee_polygons.extract
     from gee_polygons.layers import CategoricalLayer
     kw = dict(engine=engine, source=source, progress=progress, **{k: v for k, v in local_kw.items() if v is not None and engine == 'local'})
+    if transitions and not isinstance(lay, CategoricalLayer): raise ValueError('--transitions needs a categorical layer.')
+    if transitions and len(ys) < 2: raise ValueError('--transitions needs at least two --years (each consecutive pair is one transition).')
     try:
+        if transitions: return sc.extract_transitions(lay, ys, **kw)
         if isinstance(lay, CategoricalLayer): return sc.extract_categorical(lay, ys, **kw)
         if kw.pop('band_years', None) is not None: raise ValueError('--band-years applies to categorical layers only.')
         return sc.extract_continuous(lay, *year_window(ys), reducer, 'yearly', **kw)
@@ -133,10 +148,10 @@ def resolve_engine(engine:str|None, source, sample:bool, layer) -> tuple:
     return engine, source
 
 # %% ../nbs/09_cli.ipynb #cdca97dc
-def _connect_extract(project, ee_url, chosen:bool):
+def _connect_extract(ee:dict, chosen:bool):
     "Connect to Earth Engine for extract; when it was chosen for want of --source, a set-up error says so."
     from gee_polygons.gateway import EarthEngineSetupError
-    try: connect(project, ee_url)
+    try: cli_connect(**ee)
     except EarthEngineSetupError as e:
         if not chosen: raise
         raise EarthEngineSetupError(f'No --source raster was given, so extract uses Earth Engine, which needs set-up: {e} '
@@ -150,7 +165,8 @@ def _check_chart(chart, layer):
 
 # %% ../nbs/09_cli.ipynb #929badbc
 @call_parse
-def extract(sites:str=None, # sites file: GeoJSON, GeoPackage, Shapefile, GeoParquet or FlatGeobuf
+@ee_options
+def extract_command(sites:str=None, # sites file: GeoJSON, GeoPackage, Shapefile, GeoParquet or FlatGeobuf
             sample:bool=False, # use the bundled SYNTHETIC sample: 20 sites, its layer and raster (no account needed)
             layer:str=None, # layer name (see `gee-polygons layers`); 'sample' with --sample
             years:str=None, # 2016-2023, 2016,2018 or 2016-2018,2020 (default: every year of the layer)
@@ -158,38 +174,37 @@ def extract(sites:str=None, # sites file: GeoJSON, GeoPackage, Shapefile, GeoPar
             source:str=None, # local engine: a raster with a band per year, or a template like lulc_{year}.tif
             band_years:str=None, # local engine: the year of each band of --source, when its bands are not named, e.g. 2016-2023
             out:str=None, # the table to write: .csv or .parquet
-            chart:str=None, # also draw class areas over the years, summed over the sites, to this .png
+            chart:str=None, # also draw class areas over the years (with --transitions: the from→to flows), summed over the sites, to this .png
+            transitions:bool=False, # gross from→to areas between each consecutive pair of --years, instead of class areas
             id_field:str=None, # property holding the site id (default: detected)
             source_crs:str=None, # CRS of the sites' coordinates when the file's is missing or wrong, e.g. EPSG:5880
             make_valid:bool=False, # repair invalid site geometries
             skip_invalid:bool=False, # leave out sites with invalid geometries (they are listed)
             reducer:str='mean', # continuous layers: mean, median, min, max or stdDev
             workers:int=None, # local engine: processes (default: 1 below 2,000 sites, else every core)
-            project:str=None, # Earth Engine: Google Cloud project
-            ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. a local emulator
             progress:bool=True, # show progress bars (--no-progress: hide progress bars)
-           ):
-    "Class areas (or band statistics) of every site and year, written to a CSV or Parquet table."
+                    **ee): # Earth Engine: --project, --ee-url (see `cli_connect`)
+    "Class areas (or band statistics, or from→to transitions) of every site and year, written to a CSV or Parquet table."
     from gee_polygons.results import check_table_path, write_table
     if not out: raise ValueError('Give --out FILE.csv or FILE.parquet for the table.')
     out, lay, chosen = check_table_path(out), find_layer(layer or ('sample' if sample else None)), engine is None and not source
     _check_chart(chart, lay)
     engine, source = resolve_engine(engine, source, sample, lay)
-    ys, sc = layer_years(lay, years), load_sites(sites, sample, id_field, source_crs, make_valid, skip_invalid)
-    if engine == 'ee': _connect_extract(project, ee_url, chosen)
-    res = _run_extract(sc, lay, ys, engine, source, reducer, progress, dict(workers=workers, band_years=band_years and parse_years(band_years)))
-    write_table(res.data, out)
+    ys, sc = layer_years(lay, years), cli_sites(sites, sample, id_field, source_crs, make_valid, skip_invalid)
+    if engine == 'ee': _connect_extract(ee, chosen)
+    res = _run_extract(sc, lay, ys, engine, source, reducer, progress, dict(workers=workers, band_years=band_years and parse_years(band_years)), transitions)
+    write_table(res.data, out, getattr(res, 'provenance', None))
     print(f'{lay.name}, {engine} engine{" (no --source given)" if chosen and engine == "ee" else ""}: ' + _summary(res, out, len(ys)))
     if chart:
-        from gee_polygons.charts import plot_sites, save_png
-        print(f'wrote {save_png(plot_sites(res.data, lay), chart)}')
+        from gee_polygons import charts
+        print(f'wrote {charts.save_png(_transition_chart(res.data, lay) if transitions else charts.plot_sites(res.data, lay), chart)}')
     return 0
 
 # %% ../nbs/09_cli.ipynb #bd5a7fda
 def _export_args(sites, sample, layer, years, site_opts:dict):
     "(sites, layer, years) for the export commands; `site_opts` are `load_sites`'s options."
     lay = find_layer(layer or ('sample' if sample else None))
-    return load_sites(sites, sample, **site_opts), lay, layer_years(lay, years)
+    return cli_sites(sites, sample, **site_opts), lay, layer_years(lay, years)
 
 # %% ../nbs/09_cli.ipynb #0dfcba49
 def _accepts_meta() -> bool:
@@ -220,7 +235,7 @@ def files_line(d, leaves:list) -> str:
 
 # %% ../nbs/09_cli.ipynb #798c6217
 @call_parse
-def plan(sites:str=None, # sites file: GeoJSON, GeoPackage, Shapefile, GeoParquet or FlatGeobuf
+def plan_command(sites:str=None, # sites file: GeoJSON, GeoPackage, Shapefile, GeoParquet or FlatGeobuf
          sample:bool=False, # use the bundled SYNTHETIC sample
          layer:str=None, # layer name (see `gee-polygons layers`)
          years:str=None, # 2016-2023, 2016,2018 or 2016-2018,2020 (default: every year of the layer)
@@ -278,7 +293,8 @@ def _finish(job, wait, timeout, poll, progress, manifest) -> int:
 
 # %% ../nbs/09_cli.ipynb #d6e6cc91
 @call_parse
-def export(dest:str=None, # where the files go: drive:FOLDER or gs://bucket/prefix
+@ee_options
+def export_command(dest:str=None, # where the files go: drive:FOLDER or gs://bucket/prefix
            manifest:str=None, # the job's record (JSON), written now and kept up to date; an existing one is resumed
            sites:str=None, # sites file: GeoJSON, GeoPackage, Shapefile, GeoParquet or FlatGeobuf
            sample:bool=False, # use the bundled SYNTHETIC sample
@@ -297,17 +313,15 @@ def export(dest:str=None, # where the files go: drive:FOLDER or gs://bucket/pref
            wait:bool=True, # wait until every task has finished (--no-wait: return once all are submitted)
            timeout:float=1440, # minutes to wait at most
            poll:float=30, # seconds between status checks
-           project:str=None, # Earth Engine: Google Cloud project
-           ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. a local emulator
            progress:bool=True, # show a progress bar while waiting (--no-progress: hide progress bars)
-          ):
+                   **ee): # Earth Engine: --project, --ee-url (see `cli_connect`)
     "Export the table as chunked Earth Engine batch tasks to Drive or Cloud Storage, with a manifest."
     if not manifest: raise ValueError("Give --manifest FILE.json: the export's record, needed to follow, resume and collect it.")
     d, cfg = job_settings(dest, manifest, file_prefix, file_format, chunk_size, max_concurrent, poll)
     opts = dict(id_field=id_field, source_crs=source_crs, make_valid=make_valid, skip_invalid=skip_invalid)
     sc, lay, ys = _export_args(sites, sample, layer, years, opts)
     meta = job_meta(sites, sample, lay, ys, reducer, frequency, opts)
-    connect(project, ee_url)
+    cli_connect(**ee)
     job = _start_export(sc, lay, ys, d, cfg, reducer, frequency, meta=meta)
     _record(job, meta)
     print(f'{len(sc)} sites in {len(job.leaves)} tasks to {files_line(d, job.leaves)}; manifest: {manifest}')
@@ -340,13 +354,12 @@ def failures(job) -> str:
 
 # %% ../nbs/09_cli.ipynb #d74a8b28
 @call_parse
-def status(manifest:str=None, # the export's manifest
-           project:str=None, # Earth Engine: Google Cloud project
-           ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. a local emulator
-          ):
+@ee_options
+def status_command(manifest:str=None, # the export's manifest
+                   **ee): # Earth Engine: --project, --ee-url (see `cli_connect`)
     "Show how many tasks of an export are waiting, running, completed or failed, with the failures grouped by error."
     job = _load_job(manifest)
-    connect(project, ee_url)
+    cli_connect(**ee)
     print(repr(job.summary()))
     if failures(job): print(failures(job) + f'\nretry them: gee-polygons retry --manifest {manifest}')
     _unsubmitted(job, manifest)
@@ -354,16 +367,15 @@ def status(manifest:str=None, # the export's manifest
 
 # %% ../nbs/09_cli.ipynb #e4d426df
 @call_parse
-def wait(manifest:str=None, # the export's manifest
+@ee_options
+def wait_command(manifest:str=None, # the export's manifest
          timeout:float=1440, # minutes to wait at most
          poll:float=30, # seconds between status checks
-         project:str=None, # Earth Engine: Google Cloud project
-         ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. a local emulator
          progress:bool=True, # show a progress bar (--no-progress: hide progress bars)
-        ):
+                 **ee): # Earth Engine: --project, --ee-url (see `cli_connect`)
     "Wait for an export's tasks to finish; exit status 0 only when every task COMPLETED."
     job = _load_job(manifest)
-    connect(project, ee_url)
+    cli_connect(**ee)
     code = _finish(job, True, timeout, poll, progress, manifest)
     _unsubmitted(job, manifest)
     return code
@@ -381,7 +393,8 @@ def _retry_args(m, sites, sample, layer, years, id_field) -> tuple:
     return sc, lay, ys, rec.get('reducer', 'mean'), rec.get('frequency', 'yearly')
 
 @call_parse
-def retry(manifest:str=None, # the export's manifest
+@ee_options
+def retry_command(manifest:str=None, # the export's manifest
           sites:str=None, # the export's sites file (default: as recorded in the manifest)
           sample:bool=False, # the export used the bundled sample
           layer:str=None, # the export's layer (default: as recorded)
@@ -390,28 +403,25 @@ def retry(manifest:str=None, # the export's manifest
           wait:bool=True, # wait until every task has finished (--no-wait: return once all are submitted)
           timeout:float=1440, # minutes to wait at most
           poll:float=30, # seconds between status checks
-          project:str=None, # Earth Engine: Google Cloud project
-          ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. a local emulator
           progress:bool=True, # show a progress bar while waiting (--no-progress: hide progress bars)
-         ):
+                  **ee): # Earth Engine: --project, --ee-url (see `cli_connect`)
     "Resubmit an export's failed, cancelled or unsubmitted chunks (splitting those out of memory)."
     from gee_polygons.export import ExportConfig, ExportDestination
     m = _load_job(manifest).manifest
     sc, lay, ys, reducer, frequency = _retry_args(m, sites, sample, layer, years, id_field)
     cfg = ExportConfig(**{**m.job['config'], 'poll_interval_sec': poll, 'manifest': str(manifest)})
-    connect(project, ee_url)
+    cli_connect(**ee)
     job = _start_export(sc, lay, ys, ExportDestination(**m.job['destination']), cfg, reducer, frequency)
     return _finish(job.retry(), wait, timeout, poll, progress, manifest)
 
 # %% ../nbs/09_cli.ipynb #68fe209c
 @call_parse
-def cancel(manifest:str=None, # the export's manifest
-           project:str=None, # Earth Engine: Google Cloud project
-           ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. a local emulator
-          ):
+@ee_options
+def cancel_command(manifest:str=None, # the export's manifest
+                   **ee): # Earth Engine: --project, --ee-url (see `cli_connect`)
     "Cancel an export's waiting and running tasks, and keep the rest from being submitted."
     job = _load_job(manifest)
-    connect(project, ee_url)
+    cli_connect(**ee)
     print(f'cancel requested for {len(job.cancel())} tasks')
     print(repr(job.summary(refresh=False)))
     return 0
@@ -443,8 +453,21 @@ def _collect_report(res) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/09_cli.ipynb #f8777b87
+def real_missing(res):
+    "The missing pairs of a CollectResult that are lost data: not those of sites whose file says they have no pixels (warnings)."
+    warned = {s for s, _ in res.warnings}
+    no_pixels = (res.missing['reason'] == 'no rows in the chunk file') & res.missing['site_id'].isin(warned)
+    return res.missing[~no_pixels.to_numpy()]
+
+def _collect(results, manifest, source, out, progress, missing):
+    "`results.collect`; when it refuses the manifest and --missing was asked, one line says why no missing list exists."
+    try: return results.collect(manifest, source, out, progress)
+    except (ValueError, FileNotFoundError) as e:
+        if not missing: raise
+        raise type(e)(f'{e} No --missing list was written: without a usable manifest the expected (site, year) pairs are unknown.') from None
+
 @call_parse
-def collect(manifest:str=None, # the export's manifest
+def collect_command(manifest:str=None, # the export's manifest
             source:str=None, # folder (a synced Drive folder, downloaded files) or URL (gs://...); default: the job's bucket
             out:str=None, # the table to write: .csv or .parquet
             missing:str=None, # also write the expected but missing (site, year) pairs here: .csv or .parquet
@@ -457,34 +480,44 @@ def collect(manifest:str=None, # the export's manifest
     if not manifest: raise ValueError('Give --manifest FILE.json: the record the export command wrote.')
     if not out: raise ValueError('Give --out FILE.csv or FILE.parquet for the table.')
     if missing: results.check_table_path(missing)
-    res = results.collect(manifest, source, out, progress)
+    res = _collect(results, manifest, source, out, progress, missing)
     if missing: results.write_table(res.missing, missing)
     print(_collect_report(res) + f'\nwrote {out}' + (f'\nwrote {missing}' if missing else ''))
-    if res.complete or allow_incomplete: return 0
-    print(f'gee-polygons collect: the table is incomplete ({len(res.missing):,} expected pairs without rows); it was written '
+    lost = real_missing(res)
+    if (lost.empty and res.missing_chunks.empty and not res.bad_files) or allow_incomplete: return 0
+    print(f'gee-polygons collect: the table is incomplete ({len(lost):,} expected pairs without rows); it was written '
           f'anyway. Fix what is listed above, or pass --allow-incomplete to accept it.', file=sys.stderr)
     return 1
 
 # %% ../nbs/09_cli.ipynb #95272d59
 def read_table(path):
-    "A tidy categorical table from a .csv or .parquet file."
+    "A tidy categorical or transitions table from a .csv or .parquet file."
     from gee_polygons.layers import CATEGORICAL_SCHEMA, tidy
+    from gee_polygons.result import TRANSITION_SCHEMA
     import pandas as pd
     p = Path(path or '')
     if not path: raise ValueError('Give --table FILE.csv or FILE.parquet (from extract or collect).')
     if not p.is_file(): raise FileNotFoundError(f'Table not found: {path}')
     if p.suffix.lower() not in ('.csv', '.parquet'): raise ValueError(f'Cannot read {p.name}: give a .csv or .parquet table.')
-    df = pd.read_parquet(p) if p.suffix.lower() == '.parquet' else pd.read_csv(p, dtype={'site_id': str, 'class_name': str})
+    df = pd.read_parquet(p) if p.suffix.lower() == '.parquet' else pd.read_csv(p, dtype={'site_id': str, 'class_name': str, 'class_from_name': str, 'class_to_name': str})
     if 'period' in df.columns and 'class_value' not in df.columns:
         raise ValueError(f'{p.name} is a continuous table (band statistics per period): chart draws the class areas of a '
                          'categorical table, from extract or collect with a categorical --layer such as mapbiomas_lulc.')
-    return tidy(df, CATEGORICAL_SCHEMA)
+    return tidy(df, TRANSITION_SCHEMA if 'year_from' in df.columns else CATEGORICAL_SCHEMA)
 
 def parse_transition(text:str) -> tuple:
     "'2016,2023' as (2016, 2023)."
     m = re.fullmatch(r'\s*(\d{4})\s*[,-]\s*(\d{4})\s*', str(text))
     if not m: raise ValueError(f'Cannot read --transition {text!r}: give two years like 2016,2023.')
     return int(m[1]), int(m[2])
+
+def _transition_chart(tt, lay, site=None, pair=None, share=False):
+    "The from→to matrix of one pair (the table's only one, or `pair`), else the flow diagram across its pairs."
+    from gee_polygons import charts
+    unit = '%' if share else 'ha'
+    if pair or tt[['year_from', 'year_to']].drop_duplicates().shape[0] == 1:
+        return charts.plot_transition_matrix(tt, lay, site, pair and parse_transition(pair), unit=unit)
+    return charts.plot_transition_flow(tt, lay, site, unit=unit)
 
 # %% ../nbs/09_cli.ipynb #22f34179
 def table_layer(df, # the tidy categorical table
@@ -507,35 +540,86 @@ def table_layer(df, # the tidy categorical table
 
 # %% ../nbs/09_cli.ipynb #48e363c9
 @call_parse
-def chart(table:str=None, # tidy categorical table: .csv or .parquet (from extract or collect)
+def chart_command(table:str=None, # tidy categorical table: .csv or .parquet (from extract or collect)
           layer:str=None, # the layer the table came from: its class names and colours
           out:str=None, # the .png to write
           site:str=None, # draw this one site (default: all sites summed)
           share:bool=False, # plot each class's share of the area instead of hectares
           transition:str=None, # instead, draw each class's net change between two years, e.g. 2016,2023
+          transitions:bool=False, # the table is a transitions table (extract --transitions): draw its from→to matrix or flows
+          pair:str=None, # with --transitions: the pair of years whose matrix to draw, e.g. 2016,2023 (default: flows of all pairs)
           dpi:int=150, # resolution in dots per inch, 10 to 600
          ):
-    "Draw class areas over the years (one site or all) or the change between two years, as a PNG."
+    "Draw class areas over the years (one site or all), the change between two years, or from→to transitions, as a PNG."
     from gee_polygons import charts
     if not out or Path(out).suffix.lower() != '.png': raise ValueError(f'Give --out FILE.png for the chart, not {out!r}.')
     if not 10 <= dpi <= 600: raise ValueError(f'--dpi must be between 10 and 600 (150 suits a screen, 300 print), not {dpi}.')
     df = read_table(table)
-    lay = table_layer(df, find_layer(layer))
-    if transition: fig = charts.plot_transitions(df, lay, *parse_transition(transition), site_ids=site, unit='share' if share else 'ha')
+    if transitions != ('year_from' in df.columns):
+        raise ValueError(f'{Path(table).name} is a ' + ('categorical table: drop --transitions, or chart the table of extract --transitions.'
+                         if transitions else 'transitions table (from extract --transitions): add --transitions to chart it.'))
+    lay = find_layer(layer) if transitions else table_layer(df, find_layer(layer))
+    if transitions: fig = _transition_chart(df, lay, site, pair, share)
+    elif transition: fig = charts.plot_transitions(df, lay, *parse_transition(transition), site_ids=site, unit='share' if share else 'ha')
     elif site: fig = charts.plot_site(df, lay, site, share=share)
     else: fig = charts.plot_sites(df, lay, share=share)
     print(f'wrote {charts.save_png(fig, out, dpi)}')
     return 0
 
 # %% ../nbs/09_cli.ipynb #7c62dd2c
+def layer_rows() -> list:
+    "(name, kind, years, last checked, asset id) of every layer --layer accepts."
+    def years(l): return f'{l.years[0]}-{l.years[-1]}' if getattr(l, 'years', None) else 'any'
+    return [(n, type(l).__name__.replace('Layer', '').lower(), years(l), getattr(l, 'checked', None) or '-',
+             getattr(l, 'asset_id', None) or l.collection_id) for n, l in layer_names().items()]
+
 @call_parse
-def layers():
-    "List the layer names --layer accepts."
-    names = layer_names()
-    w = max(map(len, names)) + 2
-    for name, l in names.items():
-        ys = f'{l.years[0]}-{l.years[-1]}' if getattr(l, 'years', None) else 'any years'
-        print(f'{name:<{w}}{type(l).__name__.replace("Layer", "").lower():<12}{ys:<11}{l.description}')
+def layers_command():
+    "List the layers --layer accepts: kind, years, when the preset was last checked, asset id."
+    rows = [('layer', 'kind', 'years', 'checked', 'asset id')] + layer_rows()
+    w = [max(len(r[i]) for r in rows) + 2 for i in range(4)]
+    for r in rows: print(''.join(f'{v:<{w[i]}}' for i, v in enumerate(r[:4])) + r[4])
+    return 0
+
+# %% ../nbs/09_cli.ipynb #bdccafd7
+def pick_site(sc, site:str|None):
+    "The site of `sc` with id `site` (or its only site); a one-line error listing some ids."
+    if site is None and len(sc) == 1: return sc[0]
+    if site is None or str(site) not in sc.ids:
+        some = ', '.join(sc.ids[:5]) + (', ...' if len(sc) > 5 else '')
+        raise ValueError((f'No site {site!r} in the sites file' if site else 'Give --site ID: the site to draw') + f' (ids: {some}).')
+    return sc[sc.ids.index(str(site))]
+
+def _draw_site(s, lay, ys, out, engine, source, margin, dpi) -> Path:
+    "Write the map (one year), the strip (several) or the GIF (`out` ending in .gif) of site `s`."
+    from gee_polygons import charts
+    if Path(out).suffix.lower() == '.gif': return charts.site_gif(s, lay, ys, out, source, engine, margin, dpi=min(dpi, 100))
+    if Path(out).suffix.lower() != '.png': raise ValueError(f'Give --out FILE.png (a map or a strip of years) or FILE.gif (an animation), not {str(out)!r}.')
+    fig = charts.plot_site_map(s, lay, ys[0], source, engine, margin=margin) if len(ys) == 1 else charts.site_timestrip(s, lay, ys, source, engine, margin)
+    return charts.save_png(fig, out, dpi)
+
+# %% ../nbs/09_cli.ipynb #5210903b
+@call_parse
+@ee_options
+def map_command(site:str=None, # id of the site to draw (optional when the file has one site)
+                sites:str=None, # sites file: GeoJSON, GeoPackage, Shapefile, GeoParquet or FlatGeobuf
+                sample:bool=False, # use the bundled SYNTHETIC sample: its sites, layer and raster
+                layer:str=None, # layer name (see `gee-polygons layers`); 'sample' with --sample
+                years:str=None, # one year (a map), or several, e.g. 2010,2023 or 2010-2023 (a strip, or a GIF)
+                out:str=None, # .png (a map, or a strip of years) or .gif (an animation)
+                engine:str=None, # 'local' (--source) or 'ee' (a thumbnail; default: local with --source or --sample, else ee)
+                source:str=None, # local engine: a raster with a band per year, or a template like lulc_{year}.tif
+                margin:float=0.25, # context around the site, as a share of its bounding box
+                dpi:int=150, # resolution in dots per inch
+                id_field:str=None, # property holding the site id (default: detected)
+                **ee): # Earth Engine: --project, --ee-url (see `cli_connect`)
+    "Draw the class map around one site: a year as a PNG, several years as a strip or an animated GIF."
+    if not out: raise ValueError('Give --out FILE.png or FILE.gif for the picture.')
+    lay = find_layer(layer or ('sample' if sample else None))
+    engine, source = resolve_engine(engine, source, sample, lay)
+    s, ys = pick_site(cli_sites(sites, sample, id_field), site), layer_years(lay, years or str(lay.years[-1]))
+    if engine == 'ee': cli_connect(**ee)
+    print(f'wrote {_draw_site(s, lay, ys, out, engine, source, margin, dpi)}')
     return 0
 
 # %% ../nbs/09_cli.ipynb #3b3089b2
@@ -551,7 +635,7 @@ def emulator_banner(url:str, folder) -> str:
             'press Ctrl-C to stop')
 
 @call_parse
-def emulator(folder:str='gee_emulator', # where exported files are written (created if needed)
+def emulator_command(folder:str='gee_emulator', # where exported files are written (created if needed)
              port:int=0, # port on 127.0.0.1 (default: any free port)
             ):
     "Serve an offline Earth Engine emulator with synthetic data until Ctrl-C, to try the commands without an account."
@@ -566,7 +650,7 @@ def emulator(folder:str='gee_emulator', # where exported files are written (crea
 
 # %% ../nbs/09_cli.ipynb #7a97ea9e
 @call_parse
-def verify(project:str=None, # Earth Engine: Google Cloud project
+def verify_command(project:str=None, # Earth Engine: Google Cloud project
            ee_url:str=None, # advanced: Earth Engine REST endpoint without credentials, e.g. `gee-polygons emulator`
            progress:bool=True, # show a progress bar (--no-progress: hide progress bars)
           ):
@@ -577,8 +661,8 @@ def verify(project:str=None, # Earth Engine: Google Cloud project
     return 0 if report.ok else 1
 
 # %% ../nbs/09_cli.ipynb #5807fe86
-COMMANDS = dict(extract=extract, plan=plan, export=export, status=status, wait=wait, retry=retry, cancel=cancel,
-                collect=collect, chart=chart, layers=layers, emulator=emulator, verify=verify)
+COMMANDS = dict(extract=extract_command, plan=plan_command, export=export_command, status=status_command, wait=wait_command, retry=retry_command, cancel=cancel_command,
+                collect=collect_command, chart=chart_command, map=map_command, layers=layers_command, emulator=emulator_command, verify=verify_command)
 
 class UsageError(Exception):
     "A malformed command line."
@@ -592,7 +676,7 @@ def usage() -> str:
 
 # %% ../nbs/09_cli.ipynb #00a59ade
 REQUIRED = dict(extract=['out'], export=['dest', 'manifest'], status=['manifest'], wait=['manifest'], retry=['manifest'],
-                cancel=['manifest'], collect=['manifest', 'out'], chart=['table', 'layer', 'out'])
+                cancel=['manifest'], collect=['manifest', 'out'], chart=['table', 'layer', 'out'], map=['out'])
 
 def _word_options(p, name:str):
     "Mark the required options, and give `--no-X` flags the help of what they do."

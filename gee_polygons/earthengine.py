@@ -6,15 +6,16 @@ Docs: https://gee-polygons.github.io/gee_polygons/earthengine.html.md"""
 
 # %% ../nbs/02_earthengine.ipynb #41e7f22c
 from __future__ import annotations
-import datetime as dt, json, re
+import datetime as dt, json, numbers, re
 import ee
+from fastcore.basics import listify
 from .layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, continuous_schema
 
 # %% auto #0
-__all__ = ['MAX_REQUEST_BYTES', 'UNCLASSIFIED', 'CATEGORICAL_COLUMNS', 'COVERAGE_COLUMNS', 'REDUCERS', 'FREQUENCIES',
-           'CONTINUOUS_COVERAGE_COLUMNS', 'payload_bytes', 'year_band', 'year_range', 'layer_image', 'server_function',
-           'ConstantList', 'sites_fc', 'categorical_table', 'periods', 'continuous_table', 'continuous_columns',
-           'all_expressions']
+__all__ = ['MAX_REQUEST_BYTES', 'UNCLASSIFIED', 'CATEGORICAL_COLUMNS', 'COVERAGE_COLUMNS', 'TRANSITION_BASE', 'REDUCERS',
+           'FREQUENCIES', 'CONTINUOUS_COVERAGE_COLUMNS', 'payload_bytes', 'year_band', 'year_range', 'layer_image',
+           'server_function', 'ConstantList', 'sites_fc', 'categorical_table', 'year_pairs', 'pair_band',
+           'transitions_table', 'periods', 'continuous_table', 'continuous_columns', 'all_expressions']
 
 # %% ../nbs/02_earthengine.ipynb #d5df9ef9
 MAX_REQUEST_BYTES = 10_485_760
@@ -126,29 +127,45 @@ def _total(groups) -> ee.Number:
     "Sum of the areas of the grouped sums `groups`."
     return ee.Number(ee.List(groups).map(_group_area).reduce(ee.Reducer.sum()))
 
+def _class_name(names:ee.Dictionary, v:ee.Number) -> ee.String:
+    "The legend's name of class code `v`, or 'class N'."
+    key = v.format('%d'); return names.get(key, ee.String('class ').cat(key))
+
 def _class_row(f, y, g, total, names) -> ee.Feature:
     "The tidy row of one class group `g` of site feature `f` in year `y`."
-    g = ee.Dictionary(g); s = ee.List(g.get('sum')); v = ee.Number(g.get('class')).int(); key = v.format('%d')
-    return ee.Feature(None, {'site_id': f.get('site_id'), 'year': y, 'class_value': v,
-        'class_name': names.get(key, ee.String('class ').cat(key)), 'count': s.get(1),
-        'area_ha': ee.Number(s.get(0)).divide(1e4), 'fraction': ee.Number(s.get(0)).divide(total)})
+    g = ee.Dictionary(g); s = ee.List(g.get('sum')); v = ee.Number(g.get('class')).int()
+    return ee.Feature(None, {'site_id': f.get('site_id'), 'year': y, 'class_value': v, 'class_name': _class_name(names, v),
+        'count': s.get(1), 'area_ha': ee.Number(s.get(0)).divide(1e4), 'fraction': ee.Number(s.get(0)).divide(total)})
+
 
 # %% ../nbs/02_earthengine.ipynb #330eed03
+def _classified(groups) -> ee.List:
+    "The grouped sums `groups` without the UNCLASSIFIED group."
+    return ee.List(groups).map(lambda g: ee.Algorithms.If(ee.Number(ee.Dictionary(g).get('class')).eq(UNCLASSIFIED), None, g), True)
+
+def _ever(f) -> ee.Number:
+    "Area of site feature `f` classified in at least one of the years (its 'any' groups)."
+    return _total(ee.List(f.get('any_groups')).map(lambda g: ee.Algorithms.If(ee.Dictionary(g).get('class'), g, None), True))
+
+def _coverage_row(f, y, groups, total, ever) -> ee.Feature:
+    "The coverage row (COVERAGE_COLUMNS) of site feature `f` in year `y`."
+    return ee.Feature(None, {'site_id': f.get('site_id'), 'year': y, 'site_ha': _total(groups).divide(1e4),
+                             'classified_ha': ee.Number(total).divide(1e4), 'ever_ha': ee.Number(ever).divide(1e4)})
+
+
+# %% ../nbs/02_earthengine.ipynb #330eed04
 def _class_rows(layer:CategoricalLayer, years:list, coverage:bool=False):
     "Server function: a reduced site feature -> its (year, class) rows, and with `coverage` a coverage row per year."
     names, ys = ee.Dictionary({str(k): v for k, v in layer.class_map.items()}), ee.List(years)
     def rows(f):
-        f = ee.Feature(f)
-        ever = _total(ee.List(f.get('any_groups')).map(lambda g: ee.Algorithms.If(ee.Dictionary(g).get('class'), g, None), True))
+        f = ee.Feature(f); ever = _ever(f)
         def per_year(y):
             y = ee.Number(y); groups = ee.List(f.get(ee.String('y').cat(y.format('%d')).cat('_groups')))
-            kept = groups.map(lambda g: ee.Algorithms.If(ee.Number(ee.Dictionary(g).get('class')).eq(UNCLASSIFIED), None, g), True)
-            total = _total(kept); out = kept.map(lambda g: _class_row(f, y, g, total, names))
-            cov = ee.Feature(None, {'site_id': f.get('site_id'), 'year': y, 'site_ha': _total(groups).divide(1e4),
-                                    'classified_ha': total.divide(1e4), 'ever_ha': ever.divide(1e4)})
-            return out.add(cov) if coverage else out
+            kept = _classified(groups); total = _total(kept); out = kept.map(lambda g: _class_row(f, y, g, total, names))
+            return out.add(_coverage_row(f, y, groups, total, ever)) if coverage else out
         return ee.FeatureCollection(ys.map(per_year).flatten())
     return rows
+
 
 # %% ../nbs/02_earthengine.ipynb #fd759936
 CATEGORICAL_COLUMNS = list(CATEGORICAL_SCHEMA)
@@ -163,6 +180,15 @@ def _grid(layer, scale, crs, crs_transform, composite:bool) -> dict:
     return {'scale': float(scale or layer.scale), **({'crs': crs} if crs else {})}
 
 def _max_pixels(n) -> dict: return {'maxPixelsPerRegion': int(n)} if n else {}
+def _check_codes(layer:CategoricalLayer):
+    "Refuse a legend that uses the UNCLASSIFIED code."
+    if UNCLASSIFIED in layer.class_map: raise ValueError(f'Class code {UNCLASSIFIED} is reserved for unclassified pixels; recode it.')
+
+def _reduced(layer, classes:ee.Image, bands:list, fc, key, scale, tile_scale, max_pixels_per_region, crs, crs_transform) -> ee.FeatureCollection:
+    "`fc` reduced by the grouped (area, count) sums of each of `bands` of `classes` and of 'any': a class table's one reduceRegions."
+    return _area_stack(classes, bands, key).reduceRegions(collection=fc, reducer=_class_reducer(bands + ['any']), tileScale=float(tile_scale),
+        **_grid(layer, scale, crs, crs_transform, layer.is_collection), **_max_pixels(max_pixels_per_region))
+
 
 # %% ../nbs/02_earthengine.ipynb #e256ceee
 def categorical_table(layer:CategoricalLayer, # the land-cover layer
@@ -176,14 +202,94 @@ def categorical_table(layer:CategoricalLayer, # the land-cover layer
                       coverage:bool=False, # also the coverage rows (COVERAGE_COLUMNS), one per site and year
                      ) -> ee.FeatureCollection:
     "Rows (site_id, year, class_value, class_name, count, area_ha, fraction) for a chunk: one reduceRegions."
-    ys, fc, bands = layer.check_years(years), sites_fc(sites), [year_band(y) for y in layer.check_years(years)]
-    if UNCLASSIFIED in layer.class_map: raise ValueError(f'Class code {UNCLASSIFIED} is reserved for unclassified pixels; recode it.')
+    ys, fc = layer.check_years(years), sites_fc(sites); bands = [year_band(y) for y in ys]; _check_codes(layer)
     key = None if layer.is_collection else (layer.asset_id, tuple(layer.band_name(y) for y in ys))
-    stack = _area_stack(layer_image(layer, ys, region=fc if layer.is_collection else None), bands, key)
-    reduced = stack.reduceRegions(collection=fc, reducer=_class_reducer(bands + ['any']), tileScale=float(tile_scale),
-                                  **_grid(layer, scale, crs, crs_transform, layer.is_collection), **_max_pixels(max_pixels_per_region))
+    reduced = _reduced(layer, layer_image(layer, ys, region=fc if layer.is_collection else None), bands, fc, key,
+                       scale, tile_scale, max_pixels_per_region, crs, crs_transform)
     key = ('class_rows', tuple(sorted(layer.class_map.items())), tuple(ys), coverage)
     return _map(reduced, server_function(key, lambda: _class_rows(layer, ys, coverage), 'FeatureCollection', ['Feature'])).flatten()
+
+
+# %% ../nbs/02_earthengine.ipynb #34aae505
+def _is_pair(p) -> bool:
+    "True for a (year, year) pair of integers."
+    return isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(y, numbers.Integral) and not isinstance(y, bool) for y in p)
+
+def year_pairs(years=None, # years in any order: each consecutive pair of them, sorted
+               pairs=None, # or explicit (year_from, year_to) pairs; a single pair may be given bare
+              ) -> list[tuple[int, int]]:
+    "(year_from, year_to) pairs: consecutive pairs of `years`, or `pairs` checked."
+    if (years is None) == (pairs is None): raise ValueError('Give years=[...] (consecutive pairs) or pairs=[(year_from, year_to), ...], one of them.')
+    if years is not None:
+        ys = sorted({int(y) for y in listify(years)})
+        if len(ys) < 2: raise ValueError(f'Transitions need at least two years, not {ys}; or give pairs=[(year_from, year_to)].')
+        return list(zip(ys, ys[1:]))
+    ps = [pairs] if _is_pair(pairs) else list(pairs)
+    if not ps or not all(map(_is_pair, ps)): raise ValueError(f'pairs must be (year_from, year_to) pairs of integer years, like [(2016, 2020)], not {pairs!r}.')
+    return list(dict.fromkeys((int(a), int(b)) for a, b in ps))
+
+# %% ../nbs/02_earthengine.ipynb #e64b3eea
+TRANSITION_BASE = 2 ** 15 # a pixel's (class_from, class_to) is coded class_from * TRANSITION_BASE + class_to
+
+def pair_band(year_from:int, year_to:int) -> str:
+    "Name of the band coding the transitions from `year_from` to `year_to`: 't2016_2020'."
+    return f't{int(year_from)}_{int(year_to)}'
+
+def _pair_codes(classes:ee.Image, pairs:list, key=None) -> ee.Image:
+    "A band per pair (`pair_band`): class_from * TRANSITION_BASE + class_to, masked where either year is unclassified."
+    def code(p):
+        p = ee.List(p); return classes.select([p.get(0)]).int().multiply(TRANSITION_BASE).add(classes.select([p.get(1)]).int())
+    fn = server_function(key and ('pair_code', key), lambda: code, 'Image')
+    imgs = ConstantList([[year_band(a), year_band(b)] for a, b in pairs]).map(fn)
+    return ee.ImageCollection.fromImages(imgs).toBands().rename([pair_band(a, b) for a, b in pairs])
+
+# %% ../nbs/02_earthengine.ipynb #b16d47c9
+def _transition_row(f, p, g, total, names) -> ee.Feature:
+    "The row of pair-code group `g` of site feature `f`, for the pair `p` = [year_from, year_to, ...]."
+    g = ee.Dictionary(g); s = ee.List(g.get('sum')); code = ee.Number(g.get('class')).int()
+    a, b = code.divide(TRANSITION_BASE).int(), code.mod(TRANSITION_BASE)
+    return ee.Feature(None, {'site_id': f.get('site_id'), 'year_from': p.get(0), 'year_to': p.get(1),
+        'class_from': a, 'class_from_name': _class_name(names, a), 'class_to': b, 'class_to_name': _class_name(names, b),
+        'count': s.get(1), 'area_ha': ee.Number(s.get(0)).divide(1e4), 'fraction': ee.Number(s.get(0)).divide(total)})
+
+# %% ../nbs/02_earthengine.ipynb #978e038a
+def _transition_rows(layer:CategoricalLayer, pairs:list, years:list, coverage:bool=False):
+    "Server function: a reduced site feature -> its (pair, class_from, class_to) rows, and with `coverage` a coverage row per year."
+    names = ee.Dictionary({str(k): v for k, v in layer.class_map.items()})
+    plist = ConstantList([[a, b, f'{year_band(a)}_groups', f'{pair_band(a, b)}_groups'] for a, b in pairs])
+    ylist = ConstantList([[y, f'{year_band(y)}_groups'] for y in years])
+    def rows(f):
+        f = ee.Feature(f)
+        def per_pair(p):
+            p = ee.List(p); total = _total(_classified(f.get(p.get(2))))
+            return _classified(f.get(p.get(3))).map(lambda g: _transition_row(f, p, g, total, names))
+        def cov(y):
+            y = ee.List(y); groups = ee.List(f.get(y.get(1)))
+            return _coverage_row(f, y.get(0), groups, _total(_classified(groups)), _ever(f))
+        out = plist.map(per_pair).flatten()
+        return ee.FeatureCollection(out.cat(ylist.map(cov)) if coverage else out)
+    return rows
+
+# %% ../nbs/02_earthengine.ipynb #e17cb1ff
+def transitions_table(layer:CategoricalLayer, # the land-cover layer
+                      pairs, # (year_from, year_to) pairs (see `year_pairs`)
+                      sites, # a SiteCollection (one chunk), a list of sites or one Site
+                      scale:float|None=None, # pixel size in metres to reduce at; `layer.scale` when None
+                      tile_scale:float=1, # Earth Engine tileScale (0.1-16)
+                      max_pixels_per_region:int|None=None, # Earth Engine maxPixelsPerRegion
+                      crs:str|None=None, # projection to reduce in; 'EPSG:4326' for a collection layer's composites
+                      crs_transform:list|None=None, # the grid's affine [a, b, c, d, e, f], instead of `scale`
+                      coverage:bool=False, # also the coverage rows (COVERAGE_COLUMNS), one per site and year of the pairs
+                     ) -> ee.FeatureCollection:
+    "Rows (site_id, year_from, year_to, class_from, ..., count, area_ha, fraction) for a chunk: one reduceRegions for all pairs."
+    ps = year_pairs(pairs=pairs); ys = layer.check_years([y for p in ps for y in p]); _check_codes(layer)
+    if any(not 0 <= int(k) < TRANSITION_BASE for k in layer.class_map): raise ValueError(f'Transitions need class codes 0-{TRANSITION_BASE - 1}; recode the layer.')
+    fc, bands = sites_fc(sites), [year_band(y) for y in ys] + [pair_band(a, b) for a, b in ps]
+    img = layer_image(layer, ys, region=fc if layer.is_collection else None)
+    key = None if layer.is_collection else ('transitions', layer.asset_id, tuple(layer.band_name(y) for y in ys), tuple(ps))
+    reduced = _reduced(layer, img.addBands(_pair_codes(img, ps, key)), bands, fc, key, scale, tile_scale, max_pixels_per_region, crs, crs_transform)
+    key = ('transition_rows', tuple(sorted(layer.class_map.items())), tuple(ps), tuple(ys), coverage)
+    return _map(reduced, server_function(key, lambda: _transition_rows(layer, ps, ys, coverage), 'FeatureCollection', ['Feature'])).flatten()
 
 # %% ../nbs/02_earthengine.ipynb #b6888dd7
 REDUCERS = {'mean': ee.Reducer.mean, 'median': ee.Reducer.median, 'min': ee.Reducer.min, 'max': ee.Reducer.max,
@@ -315,6 +421,7 @@ def all_expressions(sites, # sites to build the expressions for (a chunk)
             ys = l.years[-2:]
             out[f'{l.name}/layer_image'] = layer_image(l, ys)
             out[f'{l.name}/categorical_table'] = categorical_table(l, ys, sites, tile_scale=2, max_pixels_per_region=10**9, coverage=True)
+            out[f'{l.name}/transitions_table'] = transitions_table(l, [tuple(ys), (ys[-1], ys[-1])], sites, coverage=True)
         else:
             for fr in FREQUENCIES:
                 for r in REDUCERS: out[f'{l.name}/continuous_table/{fr}/{r}'] = continuous_table(l, *_example_window(l, fr), sites, r, fr, coverage=True)

@@ -13,11 +13,13 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit, parse_qs
+import numpy as np
 from fastcore.basics import patch, store_attr
 
 # %% auto #0
-__all__ = ['EE_ERRORS', 'STATUS_CODES', 'HTTP_STATUS', 'ACTIVE', 'LIST_ORDERS', 'rfc3339', 'count_features', 'status_of', 'Op',
-           'Emulator', 'sites_over', 'connect_client', 'SimulatedCrash', 'crash_after', 'site_ids', 'answering']
+__all__ = ['EE_ERRORS', 'STATUS_CODES', 'HTTP_STATUS', 'ACTIVE', 'LIST_ORDERS', 'THUMB_FORMATS', 'rfc3339', 'count_features',
+           'status_of', 'Op', 'Emulator', 'sites_over', 'peel_thumbnail', 'thumbnail_grid', 'visualize', 'Payload',
+           'render_thumbnail', 'connect_client', 'SimulatedCrash', 'crash_after', 'site_ids', 'answering']
 
 # %% ../nbs/22_emulator.ipynb #03dc4108
 def rfc3339(t:float) -> str:
@@ -141,7 +143,7 @@ class Emulator:
         if list_order not in LIST_ORDERS: raise ValueError(f'list_order must be one of {LIST_ORDERS}, not {list_order!r}.')
         store_attr()
         self.now, self.lock = time.time(), threading.RLock()
-        self.ops, self.by_request, self.queue, self.unlisted, self.gone = {}, {}, deque(), set(), set()
+        self.ops, self.by_request, self.queue, self.unlisted, self.gone, self.thumbnails = {}, {}, deque(), set(), set(), {}
         self.counts, self.log, self.http_faults, self.task_rules = Counter(), [], [], []
         self.live = {'RUNNING': {}, 'CANCELLING': {}}
         self.max_active = self.max_running_seen = 0
@@ -405,12 +407,145 @@ def _compute_features(self:Emulator, m, q, body):
     if start + size < len(rows): out['nextPageToken'] = str(start + size)
     return 200, out
 
+# %% ../nbs/22_emulator.ipynb #209b9d57
+THUMB_FORMATS = ('PNG', 'JPEG', 'AUTO_JPEG_PNG') # the ImageFileFormat values a thumbnail can be drawn in
+_WRAPPERS = {'Image.visualize': 'image', 'Image.clipToBoundsAndScale': 'input', 'Image.clip': 'input'}
+
+def _deref(x, values):
+    "Node `x` with its value references followed."
+    while isinstance(x, dict) and 'valueReference' in x: x = values[x['valueReference']]
+    return x
+
+def _const(x, values):
+    "The value of a constant node `x` (a constant, or an array of constants)."
+    x = _deref(x, values)
+    if 'constantValue' in x: return x['constantValue']
+    if 'arrayValue' in x: return [_const(v, values) for v in x['arrayValue'].get('values', [])]
+    raise ValueError('The emulator draws thumbnails with constant options only (region, dimensions, palette, min, max).')
+
+# %% ../nbs/22_emulator.ipynb #8a94591c
+def _numbers(x) -> list:
+    "Every number in the nested lists `x`."
+    return [v for y in x for v in _numbers(y)] if isinstance(x, list) else [x]
+
+def _bounds(geometry, values) -> tuple:
+    "(west, south, east, north) of a constant geometry node: a Rectangle, Polygon, MultiPolygon, ..."
+    fi = _deref(geometry, values).get('functionInvocationValue', {})
+    if not fi.get('functionName', '').startswith('GeometryConstructors.'): raise ValueError('The emulator needs a constant region for a thumbnail.')
+    xy = np.asarray(_numbers(_const(fi['arguments']['coordinates'], values)), float).reshape(-1, 2)
+    return (*xy.min(0), *xy.max(0))
+
+def peel_thumbnail(expression:dict) -> tuple:
+    "(the image expression inside getThumbURL's visualize and clip wrappers, the wrappers' options)."
+    values, opts = dict(expression['values']), {}
+    x = _deref(values[expression['result']], values)
+    while (fi := x.get('functionInvocationValue', {})).get('functionName') in _WRAPPERS:
+        inner = _WRAPPERS[fi['functionName']]
+        for k, v in fi['arguments'].items():
+            if k != inner: opts[k] = _bounds(v, values) if k == 'geometry' else _const(v, values)
+        x = _deref(fi['arguments'][inner], values)
+    values['thumbnail'] = x
+    return {'result': 'thumbnail', 'values': values}, opts
+
+# %% ../nbs/22_emulator.ipynb #e22cec8b
+def thumbnail_grid(opts:dict, # `peel_thumbnail`'s options
+                   default_size:int=512): # longer side (pixels) when `dimensions` is not given
+    "The EPSG:4326 pixel grid of a thumbnail: the region's bounds at width x height, or with its longer side at maxDimension."
+    from gee_polygons.evaluator import Grid, Affine
+    if 'geometry' not in opts: raise ValueError('The emulator draws thumbnails of a region only: give getThumbURL a region.')
+    if 'scale' in opts or 'crs' in opts: raise ValueError('The emulator sizes thumbnails by dimensions, in EPSG:4326 only.')
+    w, s, e, n = opts['geometry']
+    if 'width' in opts: W, H = int(opts['width']), int(opts['height'])
+    else:
+        m, aspect = int(opts.get('maxDimension', default_size)), (e - w) / (n - s)
+        W, H = (m, max(1, round(m / aspect))) if aspect >= 1 else (max(1, round(m * aspect)), m)
+    if max(W, H) > 32768: raise ValueError(f'Thumbnail of {W}x{H} pixels: no side may exceed 32768 pixels.')
+    return Grid('EPSG:4326', Affine((e - w) / W, 0, w, 0, -(n - s) / H, n), (H, W))
+
+# %% ../nbs/22_emulator.ipynb #726f9e5b
+def _per_band(v, n:int) -> np.ndarray:
+    "A visualize option (a number, a list, or comma-separated text) as one float per band."
+    v = [float(x) for x in (v.split(',') if isinstance(v, str) else v if isinstance(v, list) else [v])]
+    return np.array(v * n if len(v) == 1 else v, float)[:, None, None]
+
+def _rgb(colour:str) -> tuple:
+    "(r, g, b) of a CSS colour or bare hex ('1f8d49')."
+    from PIL import ImageColor
+    return ImageColor.getrgb('#' + colour if re.fullmatch(r'[0-9a-fA-F]{3}|[0-9a-fA-F]{6}', colour) else colour)
+
+def visualize(values:np.ndarray, # band values, (bands, h, w)
+              opts:dict, # min, max, palette (Image.visualize's arguments); empty: values as they are
+             ) -> np.ndarray:
+    "8-bit RGB (3, h, w): values stretched from min to max, then coloured by linear interpolation along the palette."
+    if len(values) not in (1, 3): raise ValueError(f'PNG and JPEG thumbnails need 1 or 3 bands; this image has {len(values)}.')
+    if not ({'min', 'max', 'palette'} & set(opts)): return np.clip(np.rint(np.repeat(values, 3 // len(values), 0)), 0, 255).astype(np.uint8)
+    lo, hi = _per_band(opts.get('min', 0), len(values)), _per_band(opts.get('max', 255), len(values))
+    t = np.clip((values - lo) / np.where(hi == lo, 1, hi - lo), 0, 1)
+    if 'palette' not in opts: return np.rint(np.repeat(t, 3 // len(values), 0) * 255).astype(np.uint8)
+    pal = opts['palette'].split(',') if isinstance(opts['palette'], str) else opts['palette']
+    if len(values) != 1: raise ValueError(f'Image.visualize: a palette needs a single band; this image has {len(values)}.')
+    cols = np.array([_rgb(c.strip()) for c in pal], float)
+    pos = t[0] * (len(cols) - 1); i = np.minimum(pos.astype(int), max(len(cols) - 2, 0)); f = (pos - i)[..., None]
+    out = cols[i] * (1 - f) + cols[np.minimum(i + 1, len(cols) - 1)] * f
+    return np.rint(out).astype(np.uint8).transpose(2, 0, 1)
+
+# %% ../nbs/22_emulator.ipynb #557d2ecf
+class Payload(bytes):
+    "An answer's raw bytes with their content type (JSON answers are dicts)."
+    content_type = 'application/octet-stream'
+
+def _encode(rgb:np.ndarray, alpha:np.ndarray, fmt:str) -> Payload:
+    "PNG (with transparency) or JPEG bytes of an 8-bit (3, h, w) image; AUTO_JPEG_PNG: PNG when any pixel is transparent."
+    import io
+    from PIL import Image as PILImage
+    png = fmt == 'PNG' or (fmt == 'AUTO_JPEG_PNG' and (alpha < 255).any())
+    buf, px = io.BytesIO(), np.concatenate([rgb, alpha[None]]) if png else rgb
+    PILImage.fromarray(np.ascontiguousarray(px.transpose(1, 2, 0))).save(buf, 'PNG' if png else 'JPEG')
+    out = Payload(buf.getvalue()); out.content_type = 'image/png' if png else 'image/jpeg'
+    return out
+
+def render_thumbnail(evaluator, # an `evaluator.Evaluator` (or anything with `.evaluate(expression) -> Image`)
+                     request:dict, # a Thumbnail body: expression, fileFormat, bandIds
+                    ) -> Payload:
+    "The image bytes getPixels answers for a thumbnail `request`, drawn from the evaluator's rasters."
+    from gee_polygons.evaluator import Ctx
+    expr, opts = peel_thumbnail(request['expression'])
+    grid, image = thumbnail_grid(opts), evaluator.evaluate(expr)
+    bands = [b for b in image.bands if b.name in request['bandIds']] if request.get('bandIds') else image.bands
+    reads = [b.read(Ctx(grid, 0, 0, *grid.shape)) for b in bands]
+    alpha = np.where(np.min([m for _, m in reads], axis=0) > 0, 255, 0).astype(np.uint8)
+    return _encode(visualize(np.stack([v for v, _ in reads]), opts), alpha, request.get('fileFormat') or 'AUTO_JPEG_PNG')
+
+# %% ../nbs/22_emulator.ipynb #c6405a29
+@patch
+def _thumbnail_create(self:Emulator, m, q, body):
+    "Keep a thumbnail request; answer the new Thumbnail (only its name with `fields=name`)."
+    if not isinstance(body.get('expression'), dict): return _error(400, 'Missing or invalid expression.')
+    if (fmt := body.get('fileFormat', 'AUTO_JPEG_PNG')) not in THUMB_FORMATS:
+        return _error(400, f'Thumbnails are drawn as {", ".join(THUMB_FORMATS)}, not {fmt!r}.')
+    name = f"projects/{m['p']}/thumbnails/{_op_id().lower()}"
+    self.thumbnails[name.split('/')[-1]] = body
+    return 200, {'name': name} if q.get('fields') == 'name' else {**body, 'name': name}
+
+@patch
+def _thumbnail_pixels(self:Emulator, m, q, body):
+    "The bytes of a kept thumbnail, drawn from the evaluator's rasters; the service's kind of error when it cannot be."
+    req = self.thumbnails.get(m['th'])
+    if req is None: return _error(404, EE_ERRORS['not_found'][2])
+    if not hasattr(self.evaluate, 'evaluate'): return _error(501, 'This emulator has no evaluator to draw thumbnails with.')
+    try: return 200, render_thumbnail(self.evaluate, req)
+    except Exception as e:
+        msg = str(e) if type(e).__name__ in ('EEException', 'ValueError', 'EvaluationError') else f'{type(e).__name__}: {e}'
+        return _error(_HTTP_OF[status_of(msg)], msg)
+
 # %% ../nbs/22_emulator.ipynb #5ffb87f4
 _V, _P = r'/(?P<v>v1)', r'/projects/(?P<p>[^/]+)'
 _ROUTES = [('GET', r'/\$discovery/rest', '_discovery'), ('GET', _V + _P + '/algorithms', '_algorithms'),
            ('POST', _V + _P + '/table:export', '_export'), ('POST', _V + _P + '/table:computeFeatures', '_compute_features'),
            ('GET', _V + _P + '/operations', '_list'), ('GET', _V + _P + '/operations/(?P<op>[^/:]+)', '_get'),
-           ('POST', _V + _P + '/operations/(?P<op>[^/:]+):cancel', '_cancel')]
+           ('POST', _V + _P + '/operations/(?P<op>[^/:]+):cancel', '_cancel'),
+           ('POST', _V + _P + '/thumbnails', '_thumbnail_create'),
+           ('GET', _V + _P + '/thumbnails/(?P<th>[^/:]+):getPixels', '_thumbnail_pixels')]
 _ROUTES = [(meth, re.compile(rx + '$'), fn) for meth, rx, fn in _ROUTES]
 
 @patch
@@ -460,7 +595,7 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e: status, payload = _error(500, f'Emulator error: {type(e).__name__}: {e}')
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header('Content-Type', 'application/json; charset=UTF-8')
+        self.send_header('Content-Type', getattr(payload, 'content_type', 'application/json; charset=UTF-8'))
         self.send_header('Content-Length', str(len(data))); self.end_headers()
         self.wfile.write(data)
     def do_GET(self): self._answer('GET')

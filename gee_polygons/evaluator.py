@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/evaluator.html.md"""
 
 # %% ../nbs/21_evaluator.ipynb #3ea9e3b5
 from __future__ import annotations
-import calendar, csv, datetime as dt, functools, inspect, io, json, math, re, threading
+import calendar, copy, csv, datetime as dt, functools, inspect, io, json, math, re, threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np, pyproj, shapely
 from affine import Affine
 from shapely.geometry import box, MultiPolygon, Polygon
 from fastcore.basics import patch
-from .local import polygon_coverage, class_areas, weighted_stats, cell_areas, to_raster_crs
+from .local import polygon_coverage, cell_class_areas, weighted_stats, cell_areas, to_raster_crs
 
 # %% auto #0
 __all__ = ['ALGORITHMS', 'M_PER_DEGREE', 'FULL_READ_VALUES', 'MASK_MODES', 'EARTHS', 'LEAVES', 'APPLY', 'EvaluationError',
@@ -514,6 +514,11 @@ def _number_gt(ev, left, right): return int(left > right)
 @algorithm('Number.eq')
 def _number_eq(ev, left, right): return int(left == right)
 
+@algorithm('Number.mod')
+def _number_mod(ev, left, right):
+    if right == 0: return 0
+    r = math.fmod(left, right); return int(r) if isinstance(left, int) and isinstance(right, int) else r
+
 @algorithm('Number.int')
 def _number_int(ev, input): return (int(input) + 2**31) % 2**32 - 2**31
 
@@ -553,6 +558,9 @@ def _list_slice(ev, list, start, end=None, step=None): return list[start:end:ste
 # %% ../nbs/21_evaluator.ipynb #a3860576
 @algorithm('List.add')
 def _list_add(ev, list, element): return list + [element]
+
+@algorithm('List.cat')
+def _list_cat(ev, list, other): return list + other
 
 @algorithm('List.size')
 def _list_size(ev, list): return len(list)
@@ -654,6 +662,10 @@ def _feature(ev, geometry=None, metadata=None, geometryKey=None):
 
 @algorithm('Element.get')
 def _element_get(ev, object, property): return object.get(property)
+
+@algorithm('Element.set')
+def _element_set(ev, object, key, value):
+    out = copy.copy(object); out.props = {**object.props, key: value}; return out
 
 # %% ../nbs/21_evaluator.ipynb #a7867b36
 @algorithm('Collection')
@@ -948,7 +960,7 @@ def _leaf(r, vals, masks, cov) -> list:
     if name == 'mode':
         keep = w > 0
         if not keep.any(): return [None]
-        _, codes, weight, _ = class_areas(vals[0][keep], w[keep], w[keep])
+        _, codes, weight, _ = cell_class_areas(vals[0][keep], w[keep], w[keep])
         return [_num(codes[np.argmax(weight)])]  # argmax: the smallest of tied values
     if name == 'sum': return [float((vals[0] * w).sum())]
     s = float(weighted_stats(vals[0], w, name)[0][0])
@@ -972,7 +984,7 @@ APPLY.update(repeat=_repeat_apply, combine=_combine_apply, setOutputs=_set_outpu
 
 # %% ../nbs/21_evaluator.ipynb #bc202b0a
 def _codes(g:np.ndarray) -> np.ndarray:
-    "Group values as uint8 when they all are integers 0-255 (class codes): `class_areas` then counts them directly."
+    "Group values as uint8 when they all are integers 0-255 (class codes): `cell_class_areas` then counts them directly."
     small = len(g) and g.min() >= 0 and g.max() <= 255 and np.array_equal(g, np.round(g))
     return g.astype(np.uint8) if small else g
 
@@ -985,9 +997,9 @@ def _group_apply(r, vals, masks, cov) -> list:
     inner, gf = r.parts[0], r.opts['field']
     w = cov * np.min(masks, axis=0)
     g, rest = _codes(np.where(w > 0, vals[gf], 0.0)), [np.where(w > 0, v, 0.0) for i, v in enumerate(vals) if i != gf]
-    _, keys, _, _ = class_areas(g, w, w)  # values with a positive weight, ascending
-    if _sum_only(inner):  # each input's weighted sum per group: the local engine's class_areas
-        sums = [class_areas(g, w, x)[3] for x in rest]
+    _, keys, _, _ = cell_class_areas(g, w, w)  # values with a positive weight, ascending
+    if _sum_only(inner):  # each input's weighted sum per group: the local engine's cell_class_areas
+        sums = [cell_class_areas(g, w, x)[3] for x in rest]
         parts = [([np.array([s[k]]) for s in sums], np.ones(1)) for k in range(len(keys))]
     else: parts = [([x[g == key] for x in rest], w[g == key]) for key in keys]
     outs = [reduce_pixels(inner, xs, [np.ones_like(c)] * len(xs), c) for xs, c in parts]
@@ -1140,16 +1152,17 @@ def _reduce_regions(ev, image, collection, reducer, scale=None, crs=None, crsTra
 
 # %% ../nbs/21_evaluator.ipynb #d466d280
 def library_algorithms(sites=None) -> set:
-    "Names of the algorithms in every expression `earthengine.all_expressions` builds (presets and the sample layer)."
+    "Names of the algorithms in every expression `earthengine.all_expressions` builds (presets and the sample layer), and in export's job tag."
     from gee_polygons.testing import algorithm_names
     from gee_polygons.earthengine import all_expressions
+    from gee_polygons.export import tag_job
     from gee_polygons.datasets.registry import LAYERS
     from gee_polygons.sample_data import SAMPLE_LAYER, sample_sites_path
     if sites is None:
         from gee_polygons.sites import SiteCollection
         sites = SiteCollection.from_file(sample_sites_path())[:2]
     exprs = all_expressions(sites, [*LAYERS.values(), SAMPLE_LAYER])
-    return set().union(*map(algorithm_names, exprs.values()))
+    return set().union(*map(algorithm_names, [*exprs.values(), tag_job(exprs['sites_fc'], 'job')]))
 
 # %% ../nbs/21_evaluator.ipynb #5613180b
 def unsupported_algorithms(*objs) -> set:

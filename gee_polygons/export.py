@@ -15,16 +15,20 @@ from pathlib import Path
 from fastcore.basics import patch, store_attr
 from . import gateway
 from .jobs import (OP_TO_TASK, FINAL, SETTLED, BUSY, QUEUE_LIMIT, LIST_PAGE, task_state, Chunk, make_chunks,
-    split_chunk, Manifest, ManifestLock, ManifestLockedError, check_coverage, sites_sha1, new_job_id, op_name,
+    split_chunk, cut_chunk, Manifest, ManifestLock, ManifestLockedError, check_coverage, sites_sha1, new_job_id, op_name,
     poll_operations, find_orphans, DeadlineReached, _wait_for_task_slot, _sleep_until, _checkpoint, _checkpoints, _task_id)
-from .earthengine import MAX_REQUEST_BYTES, CATEGORICAL_COLUMNS, categorical_table, continuous_table, continuous_columns
+from .earthengine import (MAX_REQUEST_BYTES, CATEGORICAL_COLUMNS, COVERAGE_COLUMNS, CONTINUOUS_COVERAGE_COLUMNS,
+    categorical_table, continuous_table, continuous_columns, transitions_table, year_pairs, _reducer_name)
+from .result import TRANSITION_SCHEMA
+from .provenance import layer_facts
+from .extract import cut_site, MAX_TILE_SCALE, RECOMBINABLE
 from .layers import CategoricalLayer, ContinuousLayer, date_args, upstream_opts
 from .sites import SiteCollection
 
 # %% auto #0
-__all__ = ['check_bucket', 'check_path', 'ExportDestination', 'ExportConfig', 'ExportTask', 'Summary', 'ExportDeadlineWarning',
-           'ExportPlan', 'run_export', 'OP_TO_TASK', 'FINAL', 'BUSY', 'QUEUE_LIMIT', 'task_state', 'Chunk',
-           'make_chunks', 'split_chunk', 'Manifest', 'ManifestLockedError', 'check_coverage']
+__all__ = ['MAX_CUTS', 'check_bucket', 'check_path', 'ExportDestination', 'ExportConfig', 'ExportTask', 'job_clock', 'Summary',
+           'ExportDeadlineWarning', 'tag_job', 'ExportPlan', 'run_export', 'OP_TO_TASK', 'FINAL', 'BUSY', 'QUEUE_LIMIT',
+           'task_state', 'Chunk', 'make_chunks', 'split_chunk', 'Manifest', 'ManifestLockedError', 'check_coverage']
 
 # %% ../nbs/05_export.ipynb #9b9974a9
 _FILE_CHARS = re.compile(r'[A-Za-z0-9_.\-]+')
@@ -200,13 +204,25 @@ def _chunk_mapping(self) -> dict:
 
 ExportTask.task_ids, ExportTask.chunk_mapping = _manifest_field('task_ids', _task_ids), _manifest_field('chunk_mapping', _chunk_mapping)
 
+# %% ../nbs/05_export.ipynb #ef88e10b
+_CLOCKS = [(time.sleep, time.monotonic)]
+
+@contextmanager
+def job_clock(sleep, # fn(seconds): wait that long, e.g. an emulator's `advance`
+              now): # fn() -> seconds: the time on that clock, e.g. `lambda: emu.now`
+    "Export jobs made or loaded inside the block wait and keep their deadlines on this clock instead of real time."
+    _CLOCKS.append((sleep, now))
+    try: yield
+    finally: _CLOCKS.remove((sleep, now))
+
 # %% ../nbs/05_export.ipynb #904cfe04
 @patch
 def _setup(self:ExportTask, manifest:Manifest, destination:ExportDestination, config:ExportConfig,
            table_fn=None, sites=None):
     "Common initialisation: the manifest, settings and (for submitting jobs) the table builder."
     store_attr('manifest,destination,config')
-    self._table_fn, self._sites, self._queue, self.sleep, self.clock = table_fn, sites, deque(), time.sleep, time.monotonic
+    self._table_fn, self._sites, self._queue = table_fn, sites, deque()
+    self.sleep, self.clock = _CLOCKS[-1]  # time.sleep and time.monotonic, unless inside `job_clock`
     self._deadline = self._list_pages = None
 
 @patch(as_prop=True)
@@ -377,12 +393,29 @@ def cancel(self:ExportTask) -> dict:
         self.manifest.save()
     return done
 
+# %% ../nbs/05_export.ipynb #fb82868b
+def tag_job(fc, # an ee.FeatureCollection of table rows
+            job_id:str, # the export job's id
+           ):
+    "`fc` with the constant property `job_id` on every row, so that each exported file says which job wrote it."
+    import ee
+    return ee.FeatureCollection(fc).map(lambda f: ee.Feature(f).set('job_id', job_id))
+
+# %% ../nbs/05_export.ipynb #dd9a6b8d
+@patch
+def _chunk_sites(self:ExportTask, c:Chunk) -> list:
+    "The sites chunk `c` reduces: its slice of the job's sites, or for a piece the grid piece of its site."
+    ss = self._sites[c.start:c.end]
+    for cells, i in c.cut: ss = [cut_site(ss[0], cells)[i]]
+    return ss
+
 # %% ../nbs/05_export.ipynb #5dc52b16
 @patch
 def _build(self:ExportTask, c:Chunk) -> tuple:
     "(ee task, request bytes) for chunk `c`."
     import ee
-    fc = self._table_fn(self._sites[c.start:c.end])
+    fc = self._table_fn(self._chunk_sites(c), **({'tile_scale': c.tile_scale} if c.tile_scale else {}))
+    if 'job_id' in self.manifest.job['selectors']: fc = tag_job(fc, self.job_id)
     task = self.destination._ee_task(fc, c.description, c.file_prefix, self.manifest.job['selectors'])
     task.config['expression'] = ee.serializer.encode(fc, for_cloud_api=True)
     return task, len(json.dumps(task.config))
@@ -401,6 +434,23 @@ def _start(self:ExportTask, task) -> str:
             self._poll_quietly()
     raise RuntimeError("Earth Engine's task queue stayed full; resume later with the same manifest.")
 
+# %% ../nbs/05_export.ipynb #d5b4e66e
+MAX_CUTS = 2 # a site is cut into grid pieces, and each piece again, at most this many times
+
+@patch
+def _grow(self:ExportTask, c:Chunk, why:str, # a single-site chunk that failed, and why
+          nbytes:int|None=None) -> list|None: # its request size, when it was too big to send
+    "What replaces `c`: itself with 4x the tileScale, else its grid pieces (when the job's rows recombine); None if neither."
+    s = self.manifest.job.get('scaling')
+    if not s or not self.config.split_on_failure or c.n_sites != 1: return None
+    ts = c.tile_scale or s['tile_scale']
+    if nbytes is None and ts < MAX_TILE_SCALE:
+        c.tile_scale, c.state, c.task_id = min(ts * 4, MAX_TILE_SCALE), 'UNSUBMITTED', None
+        return [c]
+    if not s.get('recombine') or len(c.cut) >= MAX_CUTS: return None
+    cells = max(4, 4 * math.ceil((nbytes or 0) / MAX_REQUEST_BYTES))
+    return cut_chunk(c, cells, len(cut_site(self._chunk_sites(c)[0], cells)), why)
+
 # %% ../nbs/05_export.ipynb #5b5ca4f0
 @patch
 def _submit(self:ExportTask, c:Chunk) -> bool:
@@ -409,8 +459,9 @@ def _submit(self:ExportTask, c:Chunk) -> bool:
     c.bytes = n
     if n > MAX_REQUEST_BYTES:
         why = f'Request of {n:,} bytes exceeds the 10 MB limit.'
-        if c.n_sites < 2: c.state, c.error = 'FAILED', why + ' Simplify this geometry.'
-        else: self._enqueue(split_chunk(c, why), front=True)
+        if c.n_sites > 1: self._enqueue(split_chunk(c, why), front=True)
+        elif kids := self._grow(c, why, n): self._enqueue(kids, front=True)
+        else: c.state, c.error = 'FAILED', why + ' Simplify this geometry.'  
         self.manifest.save(); return False
     _checkpoint('before_start', c)
     tid = self._start(task)
@@ -439,6 +490,8 @@ def _react(self:ExportTask, force:bool=False) -> int:
     n = 0
     for c in self.leaves:
         if c.state == 'FAILED' and _splittable(c, self.config): self._enqueue(split_chunk(c, c.error)); n += 1
+        elif c.state == 'FAILED' and gateway.is_scaling_error(c.error or '') and (kids := self._grow(c, c.error)):
+            self._enqueue(kids); n += 1
         elif c.state == 'LOST' or (c.state == 'FAILED' and (force or (gateway.is_transient(c.error or '')
                                                                      and c.attempts <= self.config.max_retries))):
             c.state, c.task_id = 'UNSUBMITTED', None; self._queue.append(c); n += 1
@@ -503,8 +556,8 @@ def retry(self:ExportTask) -> ExportTask:
     "Resubmit failed chunks (split when they failed for lack of memory or time)."
     if not self._can_submit():
         path = self.manifest.path or 'its manifest'
-        raise ValueError(f'This job was loaded without its sites and layer: call sites.export_categorical(...) or '
-                         f'export_continuous(...) again with manifest={str(path)!r} to resume and retry it.')
+        raise ValueError(f'This job was loaded without its sites and layer: call sites.export_categorical(...), '
+                         f'export_continuous(...) or export_transitions(...) again with manifest={str(path)!r} to resume and retry it.')
     with self._writing(): self.status(); self._react(force=True); self._run()
     return self
 
@@ -561,6 +614,7 @@ def _resume_or_new(path, job:dict) -> Manifest|None:
                          'pass a new manifest path, or the same sites, layer, options and destination to resume it.')
     m.job['config'] = job['config']
     if job.get('meta') is not None: m.job['meta'] = job['meta']
+    for k in ('scaling', 'layer'): m.job.setdefault(k, job.get(k))
     return m
 
 # %% ../nbs/05_export.ipynb #0121d694
@@ -620,7 +674,9 @@ def run_export(sites, # a SiteCollection, or any sequence of sites with `.site_i
                identity:dict|None=None, # what defines the job (layer, years, options), checked on resume
                dry_run:bool=False, # only plan: build and measure the tasks, submit nothing
                timeout_minutes:float|None=None, # stop submitting after this long (the job is returned, resumable)
-               job_meta:dict|None=None): # stored in the manifest's job['meta'] before anything is submitted
+               job_meta:dict|None=None, # stored in the manifest's job['meta'] before anything is submitted
+               scaling:dict|None=None, # {tile_scale, recombine}: raise tileScale and cut single sites (table_fn takes tile_scale=)
+               layer:dict|None=None): # the layer's facts for the table's provenance (`provenance.layer_facts`)
     "Export `table_fn` of `sites` in chunks; an `ExportTask`, or an `ExportPlan` when `dry_run`."
     config = config or ExportConfig()
     if not isinstance(destination, ExportDestination): raise TypeError('destination must be an ExportDestination.')
@@ -628,7 +684,8 @@ def run_export(sites, # a SiteCollection, or any sequence of sites with `.site_i
     if not ids: raise ValueError('No sites to export.')
     _check_meta(job_meta)
     table_fn(sites[:1])  # a mistake in the layer, years or options fails here, before anything is written
-    job = _job(kind, ids, identity or {}, selectors, destination, config, meta=job_meta)
+    selectors = list(selectors) + ['job_id'] * ('job_id' not in selectors)  # every row says which job wrote it (`tag_job`)
+    job = {**_job(kind, ids, identity or {}, selectors, destination, config, meta=job_meta), 'scaling': scaling, 'layer': layer}
     if dry_run: path = None
     with (ManifestLock.of(path) if path else nullcontext()):  # taken before the manifest is read: nobody else writes it now
         m = _resume_or_new(path, job)
@@ -651,6 +708,19 @@ def _start_job(self:ExportTask, resumed:bool, timeout_minutes:float|None=None) -
         self._run()
     return self
 
+# %% ../nbs/05_export.ipynb #56002d0e
+def _with_scale(opts:dict, tile_scale) -> dict:
+    "`opts` with a chunk's raised tileScale, when it has one."
+    return opts if tile_scale is None else {**opts, 'tile_scale': tile_scale}
+
+def _facts(layer, opts:dict) -> dict:
+    "The layer's provenance facts, with the scale the job reduces at."
+    return {**layer_facts(layer), **({'scale': float(opts['scale'])} if opts.get('scale') else {})}
+
+def _scaling(opts:dict, recombine:str|None) -> dict:
+    "The job's `scaling` record: the tileScale it starts from, and how pieces of a cut site recombine (None: never cut)."
+    return dict(tile_scale=float(opts.get('tile_scale', 1)), recombine=recombine, reducer=opts.get('reducer'))
+
 # %% ../nbs/05_export.ipynb #aacd6e56
 @patch
 def export_categorical(self:SiteCollection, layer:CategoricalLayer, # the land-cover layer
@@ -664,9 +734,10 @@ def export_categorical(self:SiteCollection, layer:CategoricalLayer, # the land-c
                        **opts): # scale, tile_scale, max_pixels_per_region for `categorical_table`
     "Export class areas per site and year as chunked batch tasks."
     ys, opts = layer.check_years(years), upstream_opts(opts)  # max_pixels= (gee-polygons 0.0.4) accepted
-    fn = lambda ss: categorical_table(layer, ys, ss, **opts)
+    fn = lambda ss, tile_scale=None: categorical_table(layer, ys, ss, **_with_scale(opts, tile_scale), coverage=True)
     ident = dict(layer=layer.asset_id, band_pattern=layer.band_pattern, band=layer.band, years=ys, opts=opts)
-    return run_export(self, fn, CATEGORICAL_COLUMNS, destination, config, 'cat', manifest, ident, dry_run, timeout_minutes, job_meta)
+    return run_export(self, fn, CATEGORICAL_COLUMNS + COVERAGE_COLUMNS[2:], destination, config, 'cat', manifest, ident,
+                      dry_run, timeout_minutes, job_meta, _scaling(opts, 'categorical'), _facts(layer, opts))
 
 # %% ../nbs/05_export.ipynb #27782430
 @patch
@@ -685,10 +756,34 @@ def export_continuous(self:SiteCollection, layer:ContinuousLayer, # the bands to
     "Export band statistics per site and period as chunked batch tasks."
     (start_date, end_date), opts = date_args(start_date, end_date, opts.pop('start', None), opts.pop('end', None)), upstream_opts(opts)
     if destination is None: raise TypeError('export_continuous needs destination=ExportDestination(...).')
-    fn = lambda ss: continuous_table(layer, start_date, end_date, ss, reducer, frequency, **opts)
+    fn = lambda ss, tile_scale=None: continuous_table(layer, start_date, end_date, ss, reducer, frequency,
+                                                      **_with_scale(opts, tile_scale), coverage=True)
     ident = dict(collection=layer.collection_id, bands=list(layer.bands), preprocess=getattr(layer.preprocess, '__qualname__', None),
                  start=str(start_date), end=str(end_date), reducer=reducer, frequency=frequency, opts=opts)
-    return run_export(self, fn, continuous_columns(layer), destination, config, 'cont', manifest, ident, dry_run, timeout_minutes, job_meta)
+    cut = 'continuous' if _reducer_name(reducer) in RECOMBINABLE else None
+    return run_export(self, fn, continuous_columns(layer) + CONTINUOUS_COVERAGE_COLUMNS[1:], destination, config, 'cont',
+                      manifest, ident, dry_run, timeout_minutes, job_meta, {**_scaling(opts, cut), 'reducer': _reducer_name(reducer)},
+                      _facts(layer, opts))
+
+# %% ../nbs/05_export.ipynb #16841a01
+@patch
+def export_transitions(self:SiteCollection, layer:CategoricalLayer, # the land-cover layer
+                       years=None, # years: each consecutive pair of them
+                       pairs=None, # or explicit (year_from, year_to) pairs
+                       destination:ExportDestination|None=None, # where files go (required)
+                       config:ExportConfig|None=None, # chunking, throttling and retry settings
+                       manifest=None, # manifest path; an existing manifest of the same job is resumed
+                       dry_run:bool=False, # only plan: build and measure the tasks, submit nothing
+                       timeout_minutes:float|None=None, # stop submitting after this long (resume or wait() goes on)
+                       job_meta:dict|None=None, # JSON-able dict kept in the manifest's job['meta']
+                       **opts): # scale, tile_scale, max_pixels_per_region, crs, crs_transform for `transitions_table`
+    "Export gross from-class -> to-class areas per site and pair of years as chunked batch tasks."
+    ps, opts = year_pairs(years, pairs), upstream_opts(opts)
+    if destination is None: raise TypeError('export_transitions needs destination=ExportDestination(...).')
+    fn = lambda ss, tile_scale=None: transitions_table(layer, ps, ss, **_with_scale(opts, tile_scale), coverage=True)
+    ident = dict(layer=layer.asset_id, band_pattern=layer.band_pattern, band=layer.band, pairs=[list(p) for p in ps], opts=opts)
+    return run_export(self, fn, list(TRANSITION_SCHEMA) + COVERAGE_COLUMNS[1:], destination, config, 'transitions', manifest,
+                      ident, dry_run, timeout_minutes, job_meta, _scaling(opts, 'transitions'), _facts(layer, opts))
 
 # %% ../nbs/05_export.ipynb #12bfd863
 _all_ = ['OP_TO_TASK', 'FINAL', 'BUSY', 'QUEUE_LIMIT', 'task_state', 'Chunk', 'make_chunks', 'split_chunk', 'Manifest',

@@ -10,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 from fastcore.basics import patch, store_attr
 from .layers import CATEGORICAL_SCHEMA, continuous_schema, tidy, date_args
-from .result import ExtractionResult, _schema
+from .result import ExtractionResult, ROW_KEYS, _schema
 
 # %% auto #0
 __all__ = ['MAX_PAYLOAD', 'MAX_ROWS', 'DEFAULT_CHUNK_SIZE', 'EXPECTED_CLASSES', 'RECOMBINABLE', 'MAX_TILE_SCALE', 'TOO_BIG',
-           'ENGINES', 'site_bytes', 'plan_chunks', 'cut_site', 'recombine_rows', 'run_chunks', 'coverage_problems']
+           'ENGINES', 'EXPECTED_TRANSITIONS', 'site_bytes', 'plan_chunks', 'cut_site', 'recombine_rows', 'run_chunks',
+           'coverage_problems']
 
 # %% ../nbs/04_extract.ipynb #4de5388f
 import json
@@ -72,13 +73,17 @@ def cut_site(site:Site, # the site to cut
 # %% ../nbs/04_extract.ipynb #79bef37c
 RECOMBINABLE = ('mean', 'min', 'max') # continuous reducers whose pieces recombine exactly
 
+def _coverage_sums(df:pd.DataFrame) -> pd.DataFrame:
+    "A class table's coverage rows (site_ha, classified_ha, ever_ha) summed per (site, year)."
+    if 'site_ha' not in df: return pd.DataFrame(columns=E.COVERAGE_COLUMNS)
+    return df[df['site_ha'].notna()].groupby(['site_id', 'year'], as_index=False)[E.COVERAGE_COLUMNS[2:]].sum()
+
 def _recombine_categorical(df:pd.DataFrame) -> pd.DataFrame:
     "Class rows summed per (site, year, class), fractions from the summed areas; coverage rows summed per (site, year)."
     cls = df[df['class_value'].notna()] if 'class_value' in df else df.iloc[:0]
     out = cls.groupby(['site_id', 'year', 'class_value', 'class_name'], as_index=False)[['count', 'area_ha']].sum()
     out['fraction'] = out['area_ha'] / out.groupby(['site_id', 'year'])['area_ha'].transform('sum')
-    cov = df[df['site_ha'].notna()] if 'site_ha' in df else df.iloc[:0]
-    return pd.concat([out, cov.groupby(['site_id', 'year'], as_index=False)[E.COVERAGE_COLUMNS[2:]].sum()])
+    return pd.concat([out, _coverage_sums(df)])
 
 def _recombine_continuous(df:pd.DataFrame, reducer:str) -> pd.DataFrame:
     "Period rows: valid counts summed, band means weighted by valid counts (or extremes); coverage rows summed."
@@ -90,18 +95,33 @@ def _recombine_continuous(df:pd.DataFrame, reducer:str) -> pd.DataFrame:
     cov = df[df['site_n'].notna()] if 'site_n' in df else df.iloc[:0]
     return pd.concat([out, cov.groupby('site_id', as_index=False)[E.CONTINUOUS_COVERAGE_COLUMNS[1:]].sum()])
 
+
+# %% ../nbs/04_extract.ipynb #74aa523b
+_PAIR = ['site_id', 'year_from', 'year_to']
+
+def _recombine_transitions(df:pd.DataFrame) -> pd.DataFrame:
+    "Transition rows summed; fractions over the summed classified area of year_from (coverage rows, else the rows' sum)."
+    tr = df[df['class_from'].notna()] if 'class_from' in df else df.iloc[:0]
+    out = tr.groupby(_PAIR + ['class_from', 'class_from_name', 'class_to', 'class_to_name'], as_index=False)[['count', 'area_ha']].sum()
+    cov = _coverage_sums(df).rename(columns={'year': 'year_from'})
+    base = out[['site_id', 'year_from']].merge(cov, how='left')['classified_ha'].to_numpy() if len(out) and len(cov) else float('nan')
+    out['fraction'] = out['area_ha'] / pd.Series(base, index=out.index, dtype=float).fillna(out.groupby(_PAIR)['area_ha'].transform('sum'))
+    return pd.concat([out, cov.rename(columns={'year_from': 'year'})])
+
 # %% ../nbs/04_extract.ipynb #34a2d944
 def recombine_rows(rows:list, # the rows (dicts) of one site's pieces, from one kind of table
-                   kind:str='categorical', # 'categorical' or 'continuous'
+                   kind:str='categorical', # 'categorical', 'transitions' or 'continuous'
                    reducer:str='mean', # the continuous table's reducer: one of RECOMBINABLE
                   ) -> list:
     "The site's rows as if it had been reduced whole: sums added, fractions and means recomputed exactly."
+    if kind not in ROW_KEYS: raise ValueError(f"kind must be 'categorical', 'transitions' or 'continuous', not {kind!r}.")
     if kind == 'continuous' and reducer not in RECOMBINABLE:
         raise ValueError(f'{reducer} values of pieces cannot be recombined exactly; use one of {list(RECOMBINABLE)}.')
     df = pd.DataFrame(rows)
     if df.empty: return []
-    out = _recombine_categorical(df) if kind == 'categorical' else _recombine_continuous(df, reducer)
+    out = _recombine_continuous(df, reducer) if kind == 'continuous' else (_recombine_categorical if kind == 'categorical' else _recombine_transitions)(df)
     return [{k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))} for r in out.to_dict('records')]
+
 
 # %% ../nbs/04_extract.ipynb #2cbea80f
 MAX_TILE_SCALE = 16 # Earth Engine's largest tileScale
@@ -194,17 +214,16 @@ def coverage_problems(cov_rows:list, # coverage rows of a categorical or continu
     return out
 
 # %% ../nbs/04_extract.ipynb #cbd39ff8
-def _collect(rows:list, errors:list, sites:list, kind:str, layer, empty_msg:str) -> ExtractionResult:
+def _collect(rows:list, errors:list, sites:list, kind:str, layer, empty_msg:str, provenance:dict|None=None) -> ExtractionResult:
     "An ExtractionResult from fetched rows (and coverage rows: warnings), with sites that came back empty added to `errors`."
     rows, cov = _split(rows)
     order = {s.site_id: i for i, s in enumerate(sites)}
     df = pd.DataFrame(rows, columns=list(_schema(kind, pd.DataFrame(), layer)))
     seen, failed = set(df['site_id']), {i for i, _ in errors}
     errors = errors + [(s.site_id, empty_msg) for s in sites if s.site_id not in seen and s.site_id not in failed]
-    keys = ['year', 'class_value'] if kind == 'categorical' else ['period']
-    df = df.assign(_o=df['site_id'].map(order)).sort_values(['_o'] + keys, kind='stable').drop(columns='_o')
+    df = df.assign(_o=df['site_id'].map(order)).sort_values(['_o'] + ROW_KEYS[kind], kind='stable').drop(columns='_o')
     warnings = sorted((p for p in coverage_problems(cov) if p[0] in seen), key=lambda p: order.get(p[0], 0))
-    return ExtractionResult(df, errors, len(sites), kind, layer, warnings=warnings)
+    return ExtractionResult(df, errors, len(sites), kind, layer, warnings=warnings, provenance=provenance)
 
 # %% ../nbs/04_extract.ipynb #80d48f94
 _NO_CLASSES = 'No classified pixels: the site lies outside the layer or the layer is masked there.'
@@ -219,6 +238,16 @@ def _engine_options(engine, source, kw:dict, earth) -> str:
     if kw: raise TypeError(f'Unexpected arguments for Earth Engine: {sorted(kw)}.')
     if earth is not None: raise ValueError("earth= chooses the local engine's earth model; Earth Engine uses its own (gee_polygons.verify measures it).")
     return engine
+
+def _extract_ee(sites:list, kind:str, layer, build, rows_per_site:float, chunk_size, progress:bool, tile_scale:float,
+                combine, empty_msg:str) -> ExtractionResult:
+    "The Earth Engine path of every extract_* method: `build` run over chunks of `sites`, rows collected, provenance set."
+    from gee_polygons.provenance import provenance
+    if not sites: return ExtractionResult(None, [], 0, kind, layer)
+    _require_ee()
+    rows, errors = run_chunks(sites, build, rows_per_site, chunk_size, progress, layer.name or kind, tile_scale=tile_scale, combine=combine)
+    return _collect(rows, errors, sites, kind, layer, empty_msg, provenance(layer, 'ee'))
+
 
 # %% ../nbs/04_extract.ipynb #1bfa32a3
 @patch
@@ -241,13 +270,10 @@ def extract_categorical(self:SiteCollection,
     if _engine_options(engine, source, kw, earth) == 'local':
         from gee_polygons.local import local_categorical
         return local_categorical(self, layer, years, source, progress=progress, **kw)
-    ys, sites, max_pixels_per_region = layer.check_years(years), list(self), max_pixels_per_region or max_pixels
-    if not sites: return ExtractionResult(None, [], 0, 'categorical', layer)
-    _require_ee()
+    ys, max_pixels_per_region = layer.check_years(years), max_pixels_per_region or max_pixels
     build = lambda c, ts: E.categorical_table(layer, ys, c, scale, ts, max_pixels_per_region, crs, crs_transform, coverage=True)
-    rows, errors = run_chunks(sites, build, len(ys) * EXPECTED_CLASSES, chunk_size, progress, f'{layer.name or "categorical"}',
-                              tile_scale=tile_scale, combine=partial(recombine_rows, kind='categorical'))
-    return _collect(rows, errors, sites, 'categorical', layer, _NO_CLASSES)
+    return _extract_ee(list(self), 'categorical', layer, build, len(ys) * EXPECTED_CLASSES, chunk_size, progress, tile_scale,
+                       partial(recombine_rows, kind='categorical'), _NO_CLASSES)
 
 # %% ../nbs/04_extract.ipynb #69d6bcbe
 def _rows_per_period(start, end, frequency) -> float:
@@ -281,14 +307,39 @@ def extract_continuous(self:SiteCollection,
     if _engine_options(engine, source, kw, earth) == 'local':
         from gee_polygons.local import local_continuous
         return local_continuous(self, layer, source, start, end, reducer=reducer, frequency=frequency, progress=progress, **kw)
-    sites, stat = list(self), E._reducer_name(reducer)
-    if not sites: return ExtractionResult(None, [], 0, 'continuous', layer)
-    _require_ee()
+    stat = E._reducer_name(reducer)
     build = lambda c, ts: E.continuous_table(layer, start, end, c, stat, frequency, scale, ts, max_pixels_per_region, crs, crs_transform, coverage=True)
     combine = partial(recombine_rows, kind='continuous', reducer=stat) if stat in RECOMBINABLE else None
-    rows, errors = run_chunks(sites, build, _rows_per_period(start, end, frequency), chunk_size, progress, layer.name or 'continuous',
-                              tile_scale=tile_scale, combine=combine)
-    return _collect(rows, errors, sites, 'continuous', layer, _NO_VALID)
+    return _extract_ee(list(self), 'continuous', layer, build, _rows_per_period(start, end, frequency), chunk_size, progress, tile_scale,
+                       combine, _NO_VALID)
+
+# %% ../nbs/04_extract.ipynb #4af02675
+EXPECTED_TRANSITIONS = 2 * EXPECTED_CLASSES # (from, to) rows per site and pair, for the row estimate
+
+@patch
+def extract_transitions(self:SiteCollection,
+                        layer:CategoricalLayer, # the land-cover layer
+                        years=None, # years: each consecutive pair of them
+                        pairs=None, # or explicit (year_from, year_to) pairs
+                        engine:str|None=None, # 'ee' or 'local'; None: 'local' when `source` is given
+                        source=None, # local engine only: raster path or '{year}' template
+                        scale:float|None=None, # Earth Engine: pixel size in metres (`layer.scale` when None)
+                        tile_scale:float=1, # Earth Engine tileScale (raised automatically on memory errors)
+                        max_pixels_per_region:int|None=None, # Earth Engine maxPixelsPerRegion
+                        chunk_size:int|None=None, # Earth Engine: most sites per request
+                        progress:bool=True, # show a progress bar
+                        crs:str|None=None, # Earth Engine: projection to reduce in ('EPSG:4326' for composites)
+                        crs_transform:list|None=None, # Earth Engine: the grid's affine [a, b, c, d, e, f], instead of `scale`
+                        earth:str|None=None, # local engine: 'wgs84' (true areas, its default) or 'sphere' (Earth Engine's)
+                        **kw) -> ExtractionResult: # local engine options
+    "Gross from-class -> to-class areas of every site between pairs of years, as an `ExtractionResult`."
+    ps = E.year_pairs(years, pairs); layer.check_years([y for p in ps for y in p])
+    if _engine_options(engine, source, kw, earth) == 'local':
+        from gee_polygons.local import local_transitions
+        return local_transitions(self, layer, ps, source, progress=progress, **kw)
+    build = lambda c, ts: E.transitions_table(layer, ps, c, scale, ts, max_pixels_per_region, crs, crs_transform, coverage=True)
+    return _extract_ee(list(self), 'transitions', layer, build, len(ps) * EXPECTED_TRANSITIONS, chunk_size, progress, tile_scale,
+                       partial(recombine_rows, kind='transitions'), _NO_CLASSES)
 
 # %% ../nbs/04_extract.ipynb #ffcf4f2b
 @patch
@@ -304,3 +355,9 @@ def extract_continuous(self:Site, *args, **kwargs) -> ExtractionResult:
         warnings.warn("Site.extract_continuous now defaults to frequency='yearly' (gee-polygons 0.0.4 used 'all', one row "
                       "per image): pass frequency= to choose and silence this.", FutureWarning, stacklevel=2)
     return SiteCollection([self]).extract_continuous(*args, **kwargs)
+
+@patch
+def extract_transitions(self:Site, *args, **kwargs) -> ExtractionResult:
+    "`SiteCollection.extract_transitions` for this one site."
+    return SiteCollection([self]).extract_transitions(*args, **kwargs)
+

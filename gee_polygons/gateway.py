@@ -6,15 +6,16 @@ Docs: https://gee-polygons.github.io/gee_polygons/gateway.html.md"""
 
 # %% ../nbs/03_gateway.ipynb #039dbf8b
 from __future__ import annotations
-import random, re, socket, time, urllib.request
+import contextvars, itertools, math, random, re, socket, time, urllib.request
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 import ee, google.auth.exceptions
 
 # %% auto #0
-__all__ = ['SCALING_ERRORS', 'TRANSIENT_ERRORS', 'TRANSIENT_STATUS', 'policy', 'EE_URL', 'is_scaling_error', 'is_transient',
-           'is_not_found', 'RetryPolicy', 'ee_call', 'hook', 'observe', 'inject', 'get_info', 'compute_features',
-           'start_task', 'list_operations', 'get_operation', 'cancel_operation', 'EarthEngineSetupError', 'init']
+__all__ = ['SCALING_ERRORS', 'TRANSIENT_ERRORS', 'TRANSIENT_STATUS', 'policy', 'THUMBNAIL_TIMEOUT', 'EE_URL', 'is_scaling_error',
+           'is_transient', 'is_not_found', 'time_left', 'deadline', 'RetryPolicy', 'ee_call', 'hook', 'observe',
+           'inject', 'get_info', 'compute_features', 'start_task', 'list_operations', 'get_operation',
+           'cancel_operation', 'thumbnail', 'EarthEngineSetupError', 'init']
 
 # %% ../nbs/03_gateway.ipynb #9c090a81
 SCALING_ERRORS = ('User memory limit exceeded', 'Computation timed out', 'Too many concurrent aggregations')
@@ -58,16 +59,37 @@ def is_not_found(err) -> bool:
     return status == 'NOT_FOUND' or code in (404, _RPC_CODE['NOT_FOUND']) or bool(_NOT_FOUND.search(msg))
 
 # %% ../nbs/03_gateway.ipynb #95441d1b
+_DEADLINE = contextvars.ContextVar('gee_polygons_deadline', default=None)
+
+def time_left() -> float:
+    "Seconds until the innermost `deadline` block ends, on `policy.clock` (infinity outside one)."
+    end = _DEADLINE.get()
+    return math.inf if end is None else end - policy.clock()
+
+@contextmanager
+def deadline(seconds:float): # from now; a nested block cannot extend an outer one
+    "Stop retrying the Earth Engine calls made inside the block once `seconds` have passed."
+    token = _DEADLINE.set(policy.clock() + min(seconds, time_left()))
+    try: yield
+    finally: _DEADLINE.reset(token)
+
+# %% ../nbs/03_gateway.ipynb #eba96143
 class RetryPolicy:
-    "Exponential backoff with jitter for transient Earth Engine errors."
+    "Exponential backoff with jitter for transient Earth Engine errors, within a total wait budget."
     def __init__(self, retries:int=10, # retries after the first attempt
                  base:float=1.0, # first wait in seconds
-                 cap:float=60.0, # longest wait in seconds
-                 sleep=time.sleep): # how to wait (swap in tests)
-        self.retries, self.base, self.cap, self.sleep = retries, base, cap, sleep
+                 cap:float=30.0, # longest single wait in seconds
+                 max_total_wait:float=120.0, # seconds of waiting, summed over one call's retries
+                 sleep=time.sleep, # how to wait (swap in tests)
+                 clock=time.monotonic): # what `deadline` reads (swap with `sleep` in tests)
+        self.retries, self.base, self.cap, self.max_total_wait, self.sleep, self.clock = retries, base, cap, max_total_wait, sleep, clock
     def delay(self, attempt:int) -> float:
-        "Seconds to wait before retry number `attempt` (0-based)."
+        "Seconds to wait before retry number `attempt` (0-based), before the budget."
         return min(self.cap, self.base * 2 ** attempt) * random.uniform(0.5, 1.0)
+    def wait(self, attempt:int, waited:float=0.0) -> float|None:
+        "Seconds to wait before retry `attempt` after `waited` seconds of waiting; None when out of retries, budget or time."
+        left = min(self.max_total_wait - waited, time_left())
+        return None if attempt >= self.retries or left <= 0 else min(self.delay(attempt), left)
 
 policy = RetryPolicy()
 
@@ -76,14 +98,16 @@ _hooks = []
 
 def ee_call(kind:str, # what the call is, e.g. 'computeFeatures', 'start', 'listOperations'
             fn, *args, retry:bool=True, **kwargs):
-    "Run the Earth Engine call `fn(*args, **kwargs)`, telling hooks and retrying transient errors."
-    for attempt in range(policy.retries + 1):
+    "Run the Earth Engine call `fn(*args, **kwargs)`, telling hooks and retrying transient errors within the budget."
+    waited = 0.0
+    for attempt in itertools.count():
         try:
             for h in list(_hooks): h(kind, args)
             return fn(*args, **kwargs)
         except Exception as e:
-            if not (retry and is_transient(e)) or attempt == policy.retries: raise
-            policy.sleep(policy.delay(attempt))
+            wait = policy.wait(attempt, waited) if retry and is_transient(e) else None
+            if wait is None: raise
+            policy.sleep(wait); waited += wait
 
 # %% ../nbs/03_gateway.ipynb #bf256036
 @contextmanager
@@ -143,6 +167,28 @@ def get_operation(name:str) -> dict:
 def cancel_operation(name:str):
     "Ask the service to cancel the operation called `name`."
     return ee_call('cancelOperation', ee.data.cancelOperation, name)
+
+# %% ../nbs/03_gateway.ipynb #249c9855
+THUMBNAIL_TIMEOUT = 120.0 # seconds to wait for a thumbnail's pixels
+
+def _http_error(r) -> ee.EEException:
+    "The error text of the failed HTTP answer `r`, as the client's own exceptions carry it."
+    try: return ee.EEException(r.json()['error']['message'])
+    except Exception: return ee.EEException(f'{r.status_code} {r.reason}'.strip())
+
+def _get_bytes(url:str) -> bytes:
+    "The body of a GET of `url`, on the client's HTTP session."
+    import requests
+    r = (ee.data._get_state().requests_session or requests).get(url, timeout=THUMBNAIL_TIMEOUT)
+    if r.status_code != 200: raise _http_error(r)
+    return r.content
+
+def thumbnail(image:ee.Image, # what to render (visualised by `params`, or already RGB)
+              params:dict, # getThumbURL's: region, dimensions, palette, min, max, format, crs
+             ) -> bytes:
+    "PNG (or JPEG) bytes of `image` rendered with `params`: getThumbURL, then a GET of its URL, both through the gateway."
+    url = ee_call('getThumbURL', image.getThumbURL, dict(params))
+    return ee_call('getPixels', _get_bytes, url)
 
 # %% ../nbs/03_gateway.ipynb #e0b681c6
 class EarthEngineSetupError(RuntimeError):

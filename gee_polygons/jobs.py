@@ -18,8 +18,8 @@ from . import gateway
 # %% auto #0
 __all__ = ['OP_TO_TASK', 'FINAL', 'SETTLED', 'BUSY', 'STATES', 'QUEUE_LIMIT', 'MAX_DESCRIPTION', 'LIST_PAGE', 'task_state',
            'new_job_id', 'chunk_description', 'parse_rfc3339', 'Chunk', 'chunk_problem', 'make_chunks', 'split_chunk',
-           'ManifestLockedError', 'ManifestLock', 'Manifest', 'sites_sha1', 'check_coverage', 'op_name',
-           'fetch_operation', 'poll_operations', 'DeadlineReached', 'poll_states', 'find_orphans']
+           'cut_chunk', 'site_key', 'ManifestLockedError', 'ManifestLock', 'Manifest', 'sites_sha1', 'check_coverage',
+           'op_name', 'fetch_operation', 'poll_operations', 'DeadlineReached', 'poll_states', 'find_orphans']
 
 # %% ../nbs/05a_jobs.ipynb #ff92f981
 OP_TO_TASK = {'PENDING': 'READY', 'RUNNING': 'RUNNING', 'SUCCEEDED': 'COMPLETED', 'FAILED': 'FAILED',
@@ -81,6 +81,8 @@ class Chunk:
     bytes: int|None = None # size of the export request
     children: list = field(default_factory=list) # keys of the halves, once split
     op_name: str|None = None # Operation name, projects/.../operations/<task_id>
+    tile_scale: float|None = None # tileScale raised after a memory or time-out failure (None: the job's)
+    cut: list = field(default_factory=list) # for a piece of a site: [grid cells, piece index] of each cut, outermost first
 
 # %% ../nbs/05a_jobs.ipynb #dbe6c6f7
 @patch
@@ -101,7 +103,8 @@ def n_sites(self:Chunk) -> int: return self.end - self.start
 _NUM = (int, float)
 _CHUNK_TYPES = dict(key=str, start=int, end=int, site_ids=list, description=str, file_prefix=str, parent=(str, None),
                     state=str, task_id=(str, None), task_ids=list, attempts=int, error=(str, None), destination_uris=list,
-                    eecu_seconds=(*_NUM, None), bytes=(int, None), children=list, op_name=(str, None))
+                    eecu_seconds=(*_NUM, None), bytes=(int, None), children=list, op_name=(str, None),
+                    tile_scale=(*_NUM, None), cut=list)
 
 def _is(v, types) -> bool:
     "Whether `v` is one of `types` (None allowed when listed; a bool is never a number)."
@@ -145,6 +148,22 @@ def split_chunk(c:Chunk, reason:str) -> list[Chunk]:
         kids.append(Chunk(f'{c.key}_{i}', s, e, ids, f'{c.description}_{i}'[-MAX_DESCRIPTION:], f'{c.file_prefix}_{i}', parent=c.key))
     c.state, c.error, c.children = 'SPLIT', reason, [k.key for k in kids]
     return kids
+
+# %% ../nbs/05a_jobs.ipynb #3a0e3880
+def cut_chunk(c:Chunk, # a chunk of one site (or a piece of one)
+              cells:int, # grid cells the site is cut by (see `extract.cut_site`)
+              n_pieces:int, # non-empty pieces the cut gives
+              reason:str) -> list[Chunk]:
+    "Mark `c` SPLIT (recording `reason`) and return one chunk per grid piece of its site, keys ending `_p0`, `_p1`, ..."
+    if c.n_sites != 1: raise ValueError(f'Chunk {c.key} has {c.n_sites} sites; only a chunk of one site is cut into pieces.')
+    kids = [Chunk(f'{c.key}_p{i}', c.start, c.end, list(c.site_ids), f'{c.description}_p{i}'[-MAX_DESCRIPTION:],
+                  f'{c.file_prefix}_p{i}', parent=c.key, tile_scale=c.tile_scale, cut=c.cut + [[cells, i]]) for i in range(n_pieces)]
+    c.state, c.error, c.children = 'SPLIT', reason, [k.key for k in kids]
+    return kids
+
+def site_key(c:Chunk) -> str:
+    "The key of the chunk holding `c`'s whole site(s): `c`'s own, or for a piece the chunk that was cut first."
+    return c.key.split('_p')[0]
 
 # %% ../nbs/05a_jobs.ipynb #54bd84a2
 class ManifestLockedError(RuntimeError):
@@ -289,6 +308,18 @@ def _ranges(leaves:list, n:int) -> str|None:
         pos, last = c.end, c.key
     return f'sites {pos}-{n - 1} are in no chunk' if pos < n else (f'chunks reach site {pos - 1} of {n}' if pos > n else None)
 
+# %% ../nbs/05a_jobs.ipynb #1094fffb
+def _site_chunks(m:Manifest) -> tuple:
+    "(chunks holding whole sites, in site order: unsplit ones, and each cut site's chunk that was cut; what is wrong with the pieces or None)."
+    leaves, why = [c for c in m.chunks.values() if c.state != 'SPLIT'], None
+    for c in m.chunks.values():
+        gone = [k for k in c.children if k.startswith(c.key + '_p') and k not in m.chunks] if c.state == 'SPLIT' else []
+        if gone and not why: why = f'piece {gone[0]} of the cut site {c.site_ids[0]!r} is in no chunk'
+    units = {site_key(c): m.chunks.get(site_key(c), c) for c in leaves}
+    dup = next((c for c in leaves if c.cut and units[site_key(c)].state != 'SPLIT'), None)
+    if dup and not why: why = f'site {dup.site_ids[0]!r} is in its chunk {site_key(dup)} and in its piece {dup.key}'
+    return sorted(units.values(), key=lambda c: (c.start, c.key)), why
+
 # %% ../nbs/05a_jobs.ipynb #eb522e1a
 def check_coverage(m:Manifest) -> Manifest:
     "`m` when its unsplit chunks cover the job's sites exactly once; else a one-line ValueError naming the manifest."
@@ -297,8 +328,8 @@ def check_coverage(m:Manifest) -> Manifest:
     if not isinstance(n, int) or not isinstance(sha, str):
         raise ValueError(f'{m.name.capitalize()} records no site count and checksum (n_sites, sites_sha1): it was not '
                          'written by export_categorical or export_continuous.')
-    leaves = sorted((c for c in m.chunks.values() if c.state != 'SPLIT'), key=lambda c: (c.start, c.key))
-    why = _ranges(leaves, n)
+    leaves, why = _site_chunks(m)
+    why = why or _ranges(leaves, n)
     if why is None and sites_sha1([i for c in leaves for i in c.site_ids]) != sha: why = 'their site ids differ from the job\'s'
     if why: raise ValueError(f"{m.name.capitalize()} does not cover the job's {n} sites exactly once: {why}. "
                              'Restore the manifest, or export again with a new manifest path.')

@@ -7,7 +7,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/layers.html.md"""
 # %% ../nbs/00_layers.ipynb #a43a55e4
 from __future__ import annotations
 import warnings
-from dataclasses import dataclass, InitVar
+from dataclasses import dataclass, field, InitVar
 from typing import Callable
 import pandas as pd
 from fastcore.basics import listify
@@ -34,9 +34,11 @@ def check_years(years, available, layer_name='layer') -> list[int]:
 # %% ../nbs/00_layers.ipynb #675103bb
 def warn_renamed(old:str, # the gee-polygons 0.0.4 spelling
                  new:str, # the spelling here
-                 stacklevel:int=3): # 3 points at the caller of the function that warns
+                 stacklevel:int=3, # 3 points at the caller of the function that warns
+                 kind:str='spelling'): # 'spelling' (of an argument or call) or 'name' (of a module attribute)
     "Warn with a `DeprecationWarning` that `old` (gee-polygons 0.0.4) is spelled `new` here."
-    warnings.warn(f'{old} is the gee-polygons 0.0.4 spelling; use {new} instead.', DeprecationWarning, stacklevel=stacklevel)
+    end = ' instead.' if kind == 'spelling' else '.'
+    warnings.warn(f'{old} is the gee-polygons 0.0.4 {kind}; use {new}{end}', DeprecationWarning, stacklevel=stacklevel)
 
 # %% ../nbs/00_layers.ipynb #8fc91968
 def date_args(start_date=None, end_date=None, # the documented spelling
@@ -75,6 +77,8 @@ class CategoricalLayer:
     scale: float = 30 # nominal pixel size in metres
     name: str = '' # short name used in file names and the command line
     description: str = '' # one line for humans
+    checked: str|None = field(default=None, compare=False) # ISO date a preset's asset id and years were last checked
+    checked_source: str|None = field(default=None, compare=False) # what they were checked against
     temporal_mode: InitVar[str|None] = None # gee-polygons 0.0.4's name for `temporal` (deprecated)
 
     def __post_init__(self, temporal_mode=None):
@@ -142,6 +146,8 @@ class ContinuousLayer:
     years: list|None = None # years with data, if known
     name: str = '' # short name used in file names and the command line
     description: str = '' # one line for humans
+    checked: str|None = field(default=None, compare=False) # ISO date a preset's id and years were last checked
+    checked_source: str|None = field(default=None, compare=False) # what they were checked against
 
     def __post_init__(self):
         self.bands = listify(self.bands)

@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/local.html.md"""
 
 # %% ../nbs/08_local.ipynb #4228390f
 from __future__ import annotations
-import contextlib, functools, importlib, math, os, sys
+import contextlib, functools, importlib, math, numbers, os, sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -17,9 +17,10 @@ from .layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, conti
 
 # %% auto #0
 __all__ = ['WGS84', 'EARTH_MODELS', 'REDUCERS', 'ellipsoid_cell_area', 'cell_areas', 'hilbert_index', 'site_geometries',
-           'to_raster_crs', 'polygon_coverage', 'class_areas', 'weighted_stats', 'categorical_sources',
-           'continuous_sources', 'RasterStack', 'categorical_piece', 'continuous_piece', 'coverage_errors',
-           'run_pieces', 'local_categorical', 'periods', 'local_continuous']
+           'to_raster_crs', 'polygon_coverage', 'cell_class_areas', 'cell_transitions', 'weighted_stats',
+           'categorical_sources', 'continuous_sources', 'RasterStack', 'categorical_piece', 'transitions_piece',
+           'continuous_piece', 'coverage_errors', 'run_pieces', 'local_categorical', 'local_transitions', 'periods',
+           'local_continuous']
 
 # %% ../nbs/08_local.ipynb #e392d208
 def _need(module:str):
@@ -181,11 +182,11 @@ def _per_layer(nodata, k:int) -> list:
     return list(nodata) if isinstance(nodata, (list, tuple, np.ndarray)) else [nodata] * k
 
 # %% ../nbs/08_local.ipynb #6a56b688
-def class_areas(values:np.ndarray, # (layers, cells) class codes; a 1-D array is one layer
-                coverage:np.ndarray, # (cells,) fraction of each cell inside the polygon
-                cell_area:np.ndarray, # (cells,) full area of each cell, m²
-                nodata=None, # nodata code, for all layers or one per layer; None: every code is a class
-               ) -> tuple:
+def cell_class_areas(values:np.ndarray, # (layers, cells) class codes; a 1-D array is one layer
+                     coverage:np.ndarray, # (cells,) fraction of each cell inside the polygon
+                     cell_area:np.ndarray, # (cells,) full area of each cell, m²
+                     nodata=None, # nodata code, for all layers or one per layer; None: every code is a class
+                    ) -> tuple:
     "Arrays (layer index, class code, weighted pixel count, area m²) per layer and class present, sorted."
     values = np.atleast_2d(values); k = len(values)
     if values.dtype == np.uint8: codes, inv = np.arange(256), values  # bincount takes the codes directly
@@ -197,6 +198,26 @@ def class_areas(values:np.ndarray, # (layers, cells) class codes; a 1-D array is
         if nd is not None: cnt[i, codes == nd] = 0
     lay, idx = np.nonzero(cnt > 0)
     return lay, codes[idx], cnt[lay, idx], tot[lay, idx]
+
+# %% ../nbs/08_local.ipynb #9dfae99d
+def _valid(v:np.ndarray, nd) -> np.ndarray:
+    "Cells of `v` that hold a class: not `nd` (None: all)."
+    return np.ones(v.shape, bool) if nd is None else v != nd
+
+def cell_transitions(values:np.ndarray, # (layers, cells) class codes
+                     coverage:np.ndarray, # (cells,) fraction of each cell inside the polygon
+                     cell_area:np.ndarray, # (cells,) full area of each cell, m²
+                     pairs:list, # (from layer, to layer) index pairs
+                     nodata=None, # nodata code, for all layers or one per layer; None: every code is a class
+                    ) -> tuple:
+    "Arrays (pair index, class from, class to, weighted count, area m²) per pair and change present, sorted."
+    values, nd, area, out = np.atleast_2d(values), _per_layer(nodata, len(np.atleast_2d(values))), coverage * cell_area, []
+    for p, (f, t) in enumerate(pairs):
+        ok = (coverage > 0) & _valid(values[f], nd[f]) & _valid(values[t], nd[t])
+        ft, inv = np.unique(np.stack([values[f][ok], values[t][ok]]), axis=1, return_inverse=True)
+        inv, m = inv.ravel(), ft.shape[1]
+        out.append((np.full(m, p), ft[0], ft[1], np.bincount(inv, coverage[ok], m), np.bincount(inv, area[ok], m)))
+    return tuple(np.concatenate(c) for c in zip(*out)) if out else tuple(np.zeros(0) for _ in range(5))
 
 # %% ../nbs/08_local.ipynb #d2b800e8
 REDUCERS = ('mean', 'median', 'min', 'max', 'sum', 'stdDev')
@@ -354,10 +375,12 @@ class RasterStack:
 from fastcore.basics import patch
 
 @patch
-def read(self:RasterStack, r0:int, c0:int, h:int, w:int) -> np.ndarray:
+def read(self:RasterStack, r0:int, c0:int, h:int, w:int,
+         out:np.ndarray|None=None, # a C-contiguous (layers, h, w) array to read into; None: a new one
+        ) -> np.ndarray:
     "(layers, h, w) pixels of the window at row `r0`, column `c0`."
     rio, win = _need('rasterio'), _need('rasterio.windows').Window(c0, r0, w, h)
-    out, p = np.empty((len(self.specs), h, w), self.dtype), None
+    out, p = np.empty((len(self.specs), h, w), self.dtype) if out is None else out, None
     try:
         for p, (bands, pos) in self.groups.items():
             if pos == list(range(len(out))): self.dss[p].read(bands, window=win, out=out)  # straight into the result
@@ -394,15 +417,22 @@ def _runs(tb:np.ndarray, # (sites, 4) tile windows: first tile row, first tile c
     return out + [(a, len(tb), mask, lo)]
 
 # %% ../nbs/08_local.ipynb #dd17de25
+def _tile_buffer(stack:RasterStack, n:int) -> np.ndarray:
+    "An (n, layers, th, tw) array for `n` tiles, reused from run to run (allocating and faulting fresh pages cost more)."
+    buf = getattr(stack, '_tiles', None)
+    if buf is None or len(buf) < n: buf = stack._tiles = np.empty((n, len(stack.specs), *stack.tile), stack.dtype)
+    return buf[:n]
+
 def _read_tiles(stack:RasterStack, mask:np.ndarray, origin) -> tuple:
     "The tiles marked in `mask` (tile rows and columns from `origin`) as (tiles, layers, th, tw), and each one's slot."
     (th, tw), (H, W) = stack.tile, stack.shape
     slots = np.full(mask.shape, -1, np.int64)
     ij = np.argwhere(mask); slots[mask] = np.arange(len(ij))
-    tiles = np.zeros((len(ij), len(stack.specs), th, tw), stack.dtype)
+    tiles = _tile_buffer(stack, len(ij))  # valid until the next call
     for s, (i, j) in enumerate((ij + origin).tolist()):
         r0, c0 = i * th, j * tw; h, w = min(th, H - r0), min(tw, W - c0)
-        tiles[s, :, :h, :w] = stack.read(r0, c0, h, w)
+        if (h, w) == (th, tw): stack.read(r0, c0, h, w, out=tiles[s]); continue  # straight into the tile's slot
+        tiles[s] = 0; tiles[s, :, :h, :w] = stack.read(r0, c0, h, w)
     return tiles, slots
 
 # %% ../nbs/08_local.ipynb #03c421da
@@ -433,12 +463,40 @@ def _compiled(fn):
     "`fn` compiled by numba, cached on disk; built on first use."
     return _need('numba').njit(cache=True, nogil=True)(fn)
 
+# %% ../nbs/08_local.ipynb #e09dd591
+def _tally_pairs_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata, pf, pt):
+    "Per site of cells [starts[i], starts[i+1]): rows (site, pair, class from, class to, count, area), area, valid area."
+    k, n, q, mh, mw = tiles.shape[1], len(starts) - 1, len(pf), (1 << sh) - 1, (1 << sw) - 1
+    acc, seen, used = np.zeros((q, 65536, 2)), np.zeros((q, 65536), np.int64), np.zeros(q, np.int64)
+    total, valid, out, m = np.zeros(n), np.zeros((n, k)), np.empty((6, max(1024, 8 * q * n))), 0
+    for i in range(n):
+        for j in range(starts[i], starts[i + 1]):
+            r, c, w = rows[j], cols[j], cov[j]
+            s, a = slots[(r >> sh) - tr0, (c >> sw) - tc0], w * row_area[r]  # the cell's tile, its covered area
+            r, c, total[i] = r & mh, c & mw, total[i] + a
+            for l in range(k):
+                if tiles[s, l, r, c] != nodata[l]: valid[i, l] += a
+            for p in range(q):
+                f, t = tiles[s, pf[p], r, c], tiles[s, pt[p], r, c]
+                if w <= 0 or f == nodata[pf[p]] or t == nodata[pt[p]]: continue
+                v = int(f) * 256 + int(t)
+                if acc[p, v, 0] == 0: seen[p, used[p]] = v; used[p] += 1
+                acc[p, v, 0] += w; acc[p, v, 1] += a
+        while m + used.sum() > out.shape[1]: out = np.concatenate((out, np.empty_like(out)), axis=1)
+        for p in range(q):
+            for v in np.sort(seen[p, :used[p]]):
+                out[0, m], out[1, m], out[2, m], out[3, m] = i, p, v // 256, v % 256
+                out[4, m], out[5, m] = acc[p, v, 0], acc[p, v, 1]; acc[p, v, 0] = acc[p, v, 1] = 0.0; m += 1
+            used[p] = 0
+    return out[:, :m], total, valid
+
 # %% ../nbs/08_local.ipynb #83f37071
 def _warm_up():
-    "Compile the class tally now (numba caches it on disk until this module changes), e.g. before timing the engine."
+    "Compile the tallies now (numba caches them on disk until this module changes), e.g. before timing the engine."
     one = np.zeros(1, np.int64)
-    _compiled(_tally_u8)(np.zeros((1, 1, 16, 16), np.uint8), np.zeros((1, 1), np.int64), 0, 0, 4, 4, one, one,
-                         np.ones(1), np.array([0, 1]), np.ones(16), np.array([-1]))
+    args = (np.zeros((1, 1, 16, 16), np.uint8), np.zeros((1, 1), np.int64), 0, 0, 4, 4, one, one, np.ones(1),
+            np.array([0, 1]), np.ones(16), np.array([-1]))
+    _compiled(_tally_u8)(*args); _compiled(_tally_pairs_u8)(*args, one, one)
 
 # %% ../nbs/08_local.ipynb #fc8429ac
 def _cells(cover:list, width:int) -> tuple:
@@ -456,35 +514,55 @@ def _tile_windows(rows, cols, starts, tile) -> np.ndarray:
                      np.maximum.reduceat(rows, s) // th + 1, np.maximum.reduceat(cols, s) // tw + 1], axis=1)
 
 # %% ../nbs/08_local.ipynb #7d441da5
-def _categorical_windows(stack:RasterStack, geoms:list) -> dict:
-    "`categorical_piece` for any class type: one window read and one `class_areas` per site."
+_CATEGORICAL_ROWS, _TRANSITION_ROWS = ('layer', 'class_value', 'count', 'area'), ('pair', 'class_from', 'class_to', 'count', 'area')
+
+def _piece(o:np.ndarray, names:tuple, total, valid) -> dict:
+    "A piece's result: rows `o` (site, *names) as columns, integers but count and area; its sites' areas."
+    return dict({c: v if c in ('count', 'area') else v.astype(np.int64) for c, v in zip(('site', *names), o)},
+                total=total, valid=valid)
+
+def _piece_windows(stack:RasterStack, geoms:list, names:tuple, rows_of) -> dict:
+    "A piece of any class type, a window per site: `rows_of(values, coverage, areas)` gives its rows `names`."
     n, k = len(geoms), len(stack.specs)
-    total, valid, rows = np.zeros(n), np.zeros((n, k)), []
+    total, valid, out = np.zeros(n), np.zeros((n, k)), [np.zeros((len(names) + 1, 0))]
     for i, vals, cov, area in _measure(stack, geoms):
-        total[i] = (cov * area).sum()
-        lay, cls, cnt, ar = class_areas(vals, cov, area, stack.nodata)
-        valid[i] = np.bincount(lay, ar, k)
-        rows.append((np.full(len(lay), i), lay, cls.astype(np.int64), cnt, ar))
-    cols = [np.concatenate(c) for c in zip(*rows)] if rows else [np.zeros(0, np.int64)] * 3 + [np.zeros(0)] * 2
-    return dict(zip(('site', 'layer', 'class_value', 'count', 'area'), cols), total=total, valid=valid)
+        w = cov * area
+        total[i], valid[i] = w.sum(), [w[_valid(v, nd)].sum() for v, nd in zip(vals, _per_layer(stack.nodata, k))]
+        rows = rows_of(vals, cov, area); out.append(np.vstack([np.full(len(rows[0]), i), *rows]))
+    return _piece(np.concatenate(out, axis=1), names, total, valid)
+
+def _categorical_windows(stack:RasterStack, geoms:list) -> dict:
+    "`categorical_piece` for any class type: one window read and one `cell_class_areas` per site."
+    return _piece_windows(stack, geoms, _CATEGORICAL_ROWS, lambda v, c, a: cell_class_areas(v, c, a, stack.nodata))
+
+# %% ../nbs/08_local.ipynb #b366180c
+def _nodata_codes(stack:RasterStack) -> np.ndarray:
+    "Each layer's nodata as an integer code; -1 when it has none (or a non-integer one)."
+    return np.array([int(v) if v is not None and float(v).is_integer() else -1 for v in stack.nodata], np.int64)
+
+def _u8_runs(stack:RasterStack, geoms:list, max_bytes:int):
+    "Yield (site positions, tally arguments) per run of sites whose tiles fit in `max_bytes`, each tile decoded once."
+    k, (th, tw) = len(stack.specs), stack.tile
+    idx, rows, cols, cov, starts = _cells(polygon_coverage(geoms, stack.transform, stack.shape), stack.shape[1])
+    if not len(idx): return
+    for a, b, mask, lo in _runs(_tile_windows(rows, cols, starts, stack.tile), max(1, max_bytes // (k * th * tw))):
+        s, e = starts[a], starts[b]
+        yield idx[a:b], (*_read_tiles(stack, mask, lo), lo[0], lo[1], th.bit_length() - 1, tw.bit_length() - 1,
+                         rows[s:e], cols[s:e], cov[s:e], starts[a:b + 1] - s, stack.row_area, _nodata_codes(stack))
 
 # %% ../nbs/08_local.ipynb #965b0640
+def _piece_u8(stack:RasterStack, geoms:list, tally, extra:tuple, names:tuple, max_bytes:int) -> dict:
+    "A piece of uint8 classes: the compiled `tally` (with `extra` arguments) over each run's tiles; rows `names`."
+    n, k = len(geoms), len(stack.specs)
+    total, valid, out = np.zeros(n), np.zeros((n, k)), [np.zeros((len(names) + 1, 0))]
+    for sites, args in _u8_runs(stack, geoms, max_bytes):
+        o, total[sites], valid[sites] = _compiled(tally)(*args, *extra)
+        o[0] = sites[o[0].astype(np.int64)]; out.append(o)
+    return _piece(np.concatenate(out, axis=1), names, total, valid)
+
 def _categorical_u8(stack:RasterStack, geoms:list, max_bytes:int=24 * 2**20) -> dict:
     "`categorical_piece` for uint8 classes: each run's tiles decoded once, one compiled tally."
-    n, k, (th, tw) = len(geoms), len(stack.specs), stack.tile
-    idx, rows, cols, cov, starts = _cells(polygon_coverage(geoms, stack.transform, stack.shape), stack.shape[1])
-    total, valid, out = np.zeros(n), np.zeros((n, k)), [np.zeros((5, 0))]
-    nodata, tally = np.array([int(v) if v is not None and float(v).is_integer() else -1 for v in stack.nodata], np.int64), _compiled(_tally_u8)
-    for a, b, mask, lo in (_runs(_tile_windows(rows, cols, starts, stack.tile), max(1, max_bytes // (k * th * tw)))
-                           if len(idx) else []):
-        s, e, sites = starts[a], starts[b], idx[a:b]
-        o, total[sites], valid[sites] = tally(*_read_tiles(stack, mask, lo), lo[0], lo[1], th.bit_length() - 1,
-                                              tw.bit_length() - 1, rows[s:e], cols[s:e], cov[s:e], starts[a:b + 1] - s,
-                                              stack.row_area, nodata)
-        o[0] = sites[o[0].astype(np.int64)]; out.append(o)
-    o = np.concatenate(out, axis=1)
-    return dict(site=o[0].astype(np.int64), layer=o[1].astype(np.int64), class_value=o[2].astype(np.int64),
-                count=o[3], area=o[4], total=total, valid=valid)
+    return _piece_u8(stack, geoms, _tally_u8, (), _CATEGORICAL_ROWS, max_bytes)
 
 # %% ../nbs/08_local.ipynb #a79ab03e
 def categorical_piece(stack:RasterStack, # the opened source
@@ -492,6 +570,18 @@ def categorical_piece(stack:RasterStack, # the opened source
                      ) -> dict:
     "Class rows (site position, layer, class, count, area m²), each site's measured area and valid area per layer."
     return (_categorical_u8 if stack.dtype == np.uint8 else _categorical_windows)(stack, geoms)
+
+# %% ../nbs/08_local.ipynb #f732ca46
+def transitions_piece(stack:RasterStack, # the opened source
+                      geoms:list, # polygons in the stack's CRS
+                      pairs:list, # (from layer, to layer) index pairs
+                      max_bytes:int=24 * 2**20, # tiles held at once (uint8)
+                     ) -> dict:
+    "Rows (site position, pair, class from, class to, count, area m²), each site's measured and valid area per layer."
+    if stack.dtype != np.uint8:
+        return _piece_windows(stack, geoms, _TRANSITION_ROWS, lambda v, c, a: cell_transitions(v, c, a, pairs, stack.nodata))
+    pf, pt = (np.array([p[i] for p in pairs], np.int64) for i in (0, 1))
+    return _piece_u8(stack, geoms, _tally_pairs_u8, (pf, pt), _TRANSITION_ROWS, max_bytes)
 
 # %% ../nbs/08_local.ipynb #7aa17db3
 def continuous_piece(stack:RasterStack, # the opened source
@@ -551,12 +641,13 @@ def coverage_errors(ids:list, # site ids
     return out
 
 # %% ../nbs/08_local.ipynb #cc5528f9
-def _result(df, problems, ids, kind, layer):
-    "An `ExtractionResult`: problems of sites without rows are errors, of sites with rows warnings."
+def _result(df, problems, ids, kind, layer, earth=None):
+    "An `ExtractionResult` with its provenance: problems of sites without rows are errors, of sites with rows warnings."
     from gee_polygons.result import ExtractionResult
+    from gee_polygons.provenance import provenance
     has_rows = set(df['site_id'].unique())
     return ExtractionResult(df, [p for p in problems if p[0] not in has_rows], len(ids), kind, layer,
-                            warnings=[p for p in problems if p[0] in has_rows])
+                            warnings=[p for p in problems if p[0] in has_rows], provenance=provenance(layer, 'local', earth=earth))
 
 # %% ../nbs/08_local.ipynb #781eefbf
 _WORKER = {}
@@ -567,8 +658,8 @@ def _worker_init(specs, cachemax_mb, earth='wgs84'):
     _WORKER['stack'] = RasterStack(specs, earth)
 
 def _measure_piece(kind, args, stack, geoms):
-    "Measure `geoms` on `stack` with the piece function of `kind` ('categorical' or 'continuous')."
-    return categorical_piece(stack, geoms) if kind == 'categorical' else continuous_piece(stack, geoms, *args)
+    "Measure `geoms` on `stack` with the piece function of `kind` ('categorical', 'transitions' or 'continuous')."
+    return dict(categorical=categorical_piece, transitions=transitions_piece, continuous=continuous_piece)[kind](stack, geoms, *args)
 
 def _worker_piece(task):
     "Measure one piece in a worker; geometries travel as WKB."
@@ -627,8 +718,8 @@ def _run_workers(kind, args, geoms, specs, pieces, bar, workers:int, gdal_cachem
     return out
 
 # %% ../nbs/08_local.ipynb #57876a8c
-def run_pieces(kind:str, # 'categorical' or 'continuous'
-               args:tuple, # extra arguments of the piece function (the reducer for continuous)
+def run_pieces(kind:str, # 'categorical', 'transitions' or 'continuous'
+               args:tuple, # extra arguments of the piece function (pairs for transitions, the reducer for continuous)
                geoms:list, # polygons in the raster's CRS (None for empty ones)
                specs:list, # (path, band) per layer
                workers=None, # processes; None: automatic
@@ -663,19 +754,31 @@ def _check_common(min_coverage, layer, cls, earth='wgs84'):
     if not isinstance(layer, cls): raise TypeError(f'Expected a {cls.__name__}, got {type(layer).__name__}.')
     if not 0 <= min_coverage <= 1: raise ValueError(f'min_coverage is a share between 0 and 1, not {min_coverage}.')
 
+# %% ../nbs/08_local.ipynb #8187ab9b
+def _site_rows(parts:list, names:tuple) -> dict:
+    "The pieces' rows as columns `site` (positions) and `names`, in site order; each site's rows keep their order."
+    site = np.concatenate([p[r['site']] for p, r in parts] or [np.zeros(0, np.int64)]).astype(np.int64)
+    o, num = np.argsort(site, kind='stable'), ('count', 'area')
+    cols = {c: np.concatenate([r[c] for _, r in parts] or [np.zeros(0)])[o] for c in names}
+    return dict(site=site[o], **{c: v if c in num else v.astype(np.int64, copy=False) for c, v in cols.items()})
+
+def _class_names(layer:CategoricalLayer, codes:np.ndarray):
+    "The string array of the class names of `codes`: one lookup per distinct code, then one `take`."
+    u = np.unique(codes)
+    return pd.array([layer.class_name(v) for v in u.tolist()], dtype='string').take(np.searchsorted(u, codes))
+
+def _site_ids(ids, site):
+    "The string array of the ids at positions `site`: one `take` from the ids."
+    return pd.array(list(ids), dtype='string').take(site)
+
 # %% ../nbs/08_local.ipynb #8d7b1ee3
 def _categorical_table(ids, years, layer, parts) -> pd.DataFrame:
     "The tidy categorical table from the pieces' rows, in site, year, class order, built column by column."
-    cols = {c: np.concatenate([r[c] for _, r in parts] or [np.zeros(0)]) for c in ('layer', 'class_value', 'count', 'area')}
-    site = np.concatenate([p[r['site']] for p, r in parts] or [np.zeros(0, np.int64)]).astype(np.int64)
-    o = np.argsort(site, kind='stable')  # each site's rows come in (layer, class) order already
-    site, lay, cls, area = site[o], cols['layer'][o].astype(np.int64), cols['class_value'][o].astype(np.int64), cols['area'][o]
+    r = _site_rows(parts, _CATEGORICAL_ROWS)
+    site, lay, cls, area = r['site'], r['layer'], r['class_value'], r['area']
     classified = np.bincount(site * len(years) + lay, area, len(ids) * len(years))[site * len(years) + lay]
-    codes = np.unique(cls)
-    names = np.array([layer.class_name(v) for v in codes.tolist()], dtype=object)[np.searchsorted(codes, cls)]
-    return pd.DataFrame(dict(site_id=pd.array(np.asarray(ids, dtype=object)[site], dtype='string'),
-                             year=np.asarray(years, np.int64)[lay], class_value=cls,
-                             class_name=pd.array(names, dtype='string'), count=cols['count'][o], area_ha=area / 1e4,
+    return pd.DataFrame(dict(site_id=_site_ids(ids, site), year=np.asarray(years, np.int64)[lay], class_value=cls,
+                             class_name=_class_names(layer, cls), count=r['count'], area_ha=area / 1e4,
                              fraction=area / classified))
 
 # %% ../nbs/08_local.ipynb #c20b7c74
@@ -684,6 +787,15 @@ def _gather(parts, n, k) -> tuple:
     total, valid = np.zeros(n), np.zeros((n, k))
     for p, r in parts: total[p], valid[p] = r['total'], r['valid']
     return total, valid
+
+# %% ../nbs/08_local.ipynb #9fbf9981
+def _classes_run(sites, layer, years, source, kind, args, workers, progress, min_coverage, band_years, piece_size, earth) -> tuple:
+    "Measure `kind` pieces of categorical `years`: (ids, parts, valid area (sites, years), coverage problems)."
+    specs = categorical_sources(source, layer, years, band_years)
+    ids, geoms, bounds = _prepare(sites, specs)
+    parts = run_pieces(kind, args, geoms, specs, workers, progress, piece_size, earth=earth)
+    total, valid = _gather(parts, len(ids), len(years))
+    return ids, parts, valid, coverage_errors(ids, geoms, bounds, total, valid, years, min_coverage)
 
 # %% ../nbs/08_local.ipynb #de40a755
 def local_categorical(sites, # SiteCollection, list of Sites, or one Site
@@ -700,12 +812,49 @@ def local_categorical(sites, # SiteCollection, list of Sites, or one Site
     "Class areas per site and year from local rasters, as an `ExtractionResult` of the tidy categorical table."
     _check_common(min_coverage, layer, CategoricalLayer, earth)
     years = layer.check_years(years)
-    specs = categorical_sources(source, layer, years, band_years)
-    ids, geoms, bounds = _prepare(sites, specs)
-    parts = run_pieces('categorical', (), geoms, specs, workers, progress, piece_size, earth=earth)
-    total, valid = _gather(parts, len(ids), len(years))
-    problems = coverage_errors(ids, geoms, bounds, total, valid, years, min_coverage)
-    return _result(_categorical_table(ids, years, layer, parts), problems, ids, 'categorical', layer)
+    ids, parts, _, problems = _classes_run(sites, layer, years, source, 'categorical', (), workers, progress, min_coverage,
+                                           band_years, piece_size, earth)
+    return _result(_categorical_table(ids, years, layer, parts), problems, ids, 'categorical', layer, earth)
+
+# %% ../nbs/08_local.ipynb #81837e39
+def _pairs_checked(layer:CategoricalLayer, pairs) -> tuple:
+    "(sorted distinct (year_from, year_to) pairs, the sorted years they use), checked against `layer`'s years."
+    bare = isinstance(pairs, (tuple, list)) and len(pairs) == 2 and all(isinstance(y, numbers.Integral) for y in pairs)
+    try: ps = sorted({(int(a), int(b)) for a, b in ([pairs] if bare else pairs)})
+    except (TypeError, ValueError): ps = []
+    if not ps: raise ValueError(f'pairs must be (year_from, year_to) pairs of years, like [(2016, 2020)], not {pairs!r}.')
+    return ps, layer.check_years([y for p in ps for y in p])
+
+# %% ../nbs/08_local.ipynb #c9eb7086
+def _transitions_table(ids, years, pairs, layer, parts, valid) -> pd.DataFrame:
+    "The tidy transitions table from the pieces' rows, in site, pair, class from, class to order."
+    r = _site_rows(parts, _TRANSITION_ROWS)
+    site, pair, cf, ct, area = r['site'], r['pair'], r['class_from'], r['class_to'], r['area']
+    yf, yt = np.array(pairs, np.int64).reshape(-1, 2).T
+    base = valid[site, np.searchsorted(years, yf)[pair]]  # the site's classified area in year_from
+    return pd.DataFrame(dict(site_id=_site_ids(ids, site), year_from=yf[pair], year_to=yt[pair], class_from=cf,
+                             class_from_name=_class_names(layer, cf), class_to=ct, class_to_name=_class_names(layer, ct),
+                             count=r['count'], area_ha=area / 1e4, fraction=area / base))
+
+# %% ../nbs/08_local.ipynb #d227ee10
+def local_transitions(sites, # SiteCollection, list of Sites, or one Site
+                      layer:CategoricalLayer, # class names and band names
+                      pairs, # (year_from, year_to) pairs, e.g. [(2016, 2020)]; one bare pair allowed
+                      source, # multi-band raster (a band per year) or a template with '{year}'
+                      progress:bool=True, # show a progress bar
+                      workers:int|None=None, # processes; None: 1 below 2,000 sites, else every core
+                      min_coverage:float=0.99, # report sites whose covered share is below this
+                      band_years:list|None=None, # year of each band, for a file without band descriptions
+                      piece_size:int=250, # sites per piece
+                      earth:str='wgs84', # pixel areas on the WGS84 ellipsoid (true areas), or 'sphere' as Earth Engine
+                     ):
+    "Gross class transitions per site between pairs of years from local rasters, as an `ExtractionResult`."
+    _check_common(min_coverage, layer, CategoricalLayer, earth)
+    pairs, years = _pairs_checked(layer, pairs)
+    index = [(years.index(a), years.index(b)) for a, b in pairs]
+    ids, parts, valid, problems = _classes_run(sites, layer, years, source, 'transitions', (index,), workers, progress,
+                                               min_coverage, band_years, piece_size, earth)
+    return _result(_transitions_table(ids, years, pairs, layer, parts, valid), problems, ids, 'transitions', layer, earth)
 
 # %% ../nbs/08_local.ipynb #509438b9
 def _ym(d, what) -> tuple:
@@ -769,4 +918,4 @@ def local_continuous(sites, # SiteCollection, list of Sites, or one Site
     parts = run_pieces('continuous', (reducer,), geoms, specs, workers, progress, piece_size)
     df, total = _continuous_table(ids, layer.bands, pers, parts)
     problems = coverage_errors(ids, geoms, bounds, total, None, pers, min_coverage)
-    return _result(df, problems, ids, 'continuous', layer)
+    return _result(df, problems, ids, 'continuous', layer)  # earth: not used by statistics

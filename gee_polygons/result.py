@@ -12,17 +12,22 @@ from fastcore.basics import patch, store_attr
 from .layers import CATEGORICAL_SCHEMA, continuous_schema, tidy, period_parts
 
 # %% auto #0
-__all__ = ['ExtractionResult']
+__all__ = ['TRANSITION_SCHEMA', 'ROW_KEYS', 'ExtractionResult']
 
 # %% ../nbs/03b_result.ipynb #abbaa50e
-_KINDS = ('categorical', 'continuous')
+TRANSITION_SCHEMA = {'site_id': 'string', 'year_from': 'int64', 'year_to': 'int64', 'class_from': 'int64', 'class_from_name': 'string',
+                     'class_to': 'int64', 'class_to_name': 'string', 'count': 'float64', 'area_ha': 'float64', 'fraction': 'float64'}
+ROW_KEYS = {'categorical': ['year', 'class_value'], 'continuous': ['period'],
+            'transitions': ['year_from', 'year_to', 'class_from', 'class_to']} # kind -> order of a site's rows
+_KINDS = tuple(ROW_KEYS)
 
 def _schema(kind, data, layer) -> dict:
     "Column -> dtype for a result of `kind`, taking the bands from `layer` or else from `data`."
-    if kind not in _KINDS: raise ValueError(f"kind must be 'categorical' or 'continuous', not {kind!r}.")
-    if kind == 'categorical': return CATEGORICAL_SCHEMA
+    if kind not in _KINDS: raise ValueError(f"kind must be 'categorical', 'continuous' or 'transitions', not {kind!r}.")
+    if kind != 'continuous': return CATEGORICAL_SCHEMA if kind == 'categorical' else TRANSITION_SCHEMA
     if layer is not None: return continuous_schema(layer.bands)
     return continuous_schema([c for c in data.columns if c not in ('site_id', 'period', 'valid_count')])
+
 
 # %% ../nbs/03b_result.ipynb #f9b466b4
 class ExtractionResult:
@@ -30,16 +35,17 @@ class ExtractionResult:
     def __init__(self, data:pd.DataFrame|None, # rows from any engine
                  errors:list|None=None, # (site_id, message) for each failed site
                  n_sites:int=0, # how many sites were requested
-                 kind:str='categorical', # 'categorical' or 'continuous'
+                 kind:str='categorical', # 'categorical', 'continuous' or 'transitions'
                  layer=None, # the layer summarised, when known
-                 warnings:list|None=None): # (site_id, message) for sites whose rows describe only part of them
+                 warnings:list|None=None, # (site_id, message) for sites whose rows describe only part of them
+                 provenance:dict|None=None): # where the numbers come from (`gee_polygons.provenance.provenance`)
         data = pd.DataFrame() if data is None else data
         schema = _schema(kind, data, layer)
         if data.empty and not len(data.columns): data = pd.DataFrame({c: [] for c in schema})
         self.data = tidy(data, schema)
         self.errors = [(str(s), str(m)) for s, m in (errors or [])]
         self.warnings = [(str(s), str(m)) for s, m in (warnings or [])]
-        store_attr('n_sites,kind,layer')
+        store_attr('n_sites,kind,layer,provenance')
 
 # %% ../nbs/03b_result.ipynb #efb03ebe
 @patch(as_prop=True)
@@ -87,13 +93,16 @@ def __contains__(self:ExtractionResult, key) -> bool: return key in self.frame
 # %% ../nbs/03b_result.ipynb #1c8927ac
 @patch
 def to_csv(self:ExtractionResult, path) -> Path:
-    "Write the tidy table to the CSV file `path`."
-    path = Path(path); self.data.to_csv(path, index=False); return path
+    "Write the tidy table (and its provenance) to the CSV file `path`."
+    from gee_polygons.provenance import write_table
+    return write_table(self.data, path, self.provenance)
 
 @patch
 def to_parquet(self:ExtractionResult, path) -> Path:
-    "Write the tidy table to the Parquet file `path`."
-    path = Path(path); self.data.to_parquet(path, index=False); return path
+    "Write the tidy table (and its provenance) to the Parquet file `path`."
+    from gee_polygons.provenance import write_table
+    return write_table(self.data, path, self.provenance)
+
 
 # %% ../nbs/03b_result.ipynb #9f96e8b8
 def _pivot_categorical(df, value):
@@ -107,15 +116,25 @@ def _pivot_categorical(df, value):
     wide.columns = [names[v] for v in wide.columns]
     return wide.rename_axis(columns='class_name')
 
+# %% ../nbs/03b_result.ipynb #d66ec3e7
+def _pivot_transitions(df, value):
+    "(year_from, year_to, class_from) x class_to of `value`, summed over the sites in `df`, with class names."
+    if value not in ('area_ha', 'count', 'fraction'): raise ValueError(f"value must be 'area_ha', 'count' or 'fraction', not {value!r}.")
+    if value == 'fraction' and df['site_id'].nunique() > 1:
+        raise ValueError("Fractions of several sites do not add up: pass site_id= or use value='area_ha'.")
+    wide = df.pivot_table(index=['year_from', 'year_to', 'class_from'], columns='class_to', values=value, aggfunc='sum', fill_value=0.0)
+    names = dict(zip(df['class_from'], df['class_from_name'])) | dict(zip(df['class_to'], df['class_to_name']))
+    return wide.rename(index=names, level='class_from').rename(columns=names).rename_axis(['year_from', 'year_to', 'class_from_name'], axis=0).rename_axis(columns='class_to_name')
+
 # %% ../nbs/03b_result.ipynb #2be52873
 @patch
 def pivot(self:ExtractionResult,
           site_id:str|None=None, # one site, or None for all sites
           value:str|None=None): # column to spread; 'area_ha' or the first band by default
-    "Wide table: years x classes (categorical) or periods x sites (continuous)."
+    "Wide table: years x classes (categorical), periods x sites (continuous) or from-classes x to-classes (transitions)."
     df = self.data if site_id is None else self.data[self.data['site_id'] == str(site_id)]
     if site_id is not None and df.empty: raise KeyError(f'No rows for site {site_id!r} in this result.')
-    if self.kind == 'categorical': return _pivot_categorical(df, value or 'area_ha')
+    if self.kind != 'continuous': return (_pivot_categorical if self.kind == 'categorical' else _pivot_transitions)(df, value or 'area_ha')
     bands = list(self.data.columns[2:-1])
     value = value or bands[0]
     if value not in bands + ['valid_count']: raise ValueError(f'value must be one of {bands + ["valid_count"]}, not {value!r}.')

@@ -13,13 +13,18 @@ import pandas as pd
 from fastcore.basics import patch, store_attr
 from .layers import CATEGORICAL_SCHEMA, continuous_schema, tidy
 from .export import ExportDestination, ExportTask, Manifest
-from .jobs import check_coverage
+from .jobs import check_coverage, site_key
+from .result import TRANSITION_SCHEMA
+from . import provenance as P
+from .earthengine import COVERAGE_COLUMNS, CONTINUOUS_COVERAGE_COLUMNS
+from .extract import coverage_problems, recombine_rows, _split
 
 # %% auto #0
 __all__ = ['TABLE_SUFFIXES', 'job_manifest', 'job_schema', 'expected_labels', 'chunk_files', 'Source', 'search_dirs',
-           'default_source', 'schema_columns', 'bad_rows', 'check_rows', 'parse_chunk', 'read_chunk', 'CollectResult',
-           'group_errors', 'check_table_path', 'write_table', 'row_rules', 'foreign_rows', 'invalid_rows',
-           'load_chunks', 'missing_pairs', 'collect']
+           'default_source', 'schema_columns', 'bad_rows', 'check_rows', 'split_coverage', 'ForeignFile',
+           'check_job_id', 'parse_file', 'parse_chunk', 'read_chunk', 'CollectResult', 'group_errors',
+           'check_table_path', 'write_table', 'row_rules', 'foreign_rows', 'invalid_rows', 'load_chunks',
+           'missing_pairs', 'site_chunks', 'join_pieces', 'may_warn', 'job_provenance', 'coverage_warnings', 'collect']
 
 # %% ../nbs/06_results.ipynb #b6576a24
 def job_manifest(task_or_manifest, # an ExportTask, a Manifest, or the path of a manifest file
@@ -31,22 +36,24 @@ def job_manifest(task_or_manifest, # an ExportTask, a Manifest, or the path of a
     raise TypeError(f'Expected an ExportTask, a Manifest or the path of a manifest file, not {type(task_or_manifest).__name__}.')
 
 # %% ../nbs/06_results.ipynb #063dddda
-_KINDS = {'cat': 'categorical', 'cont': 'continuous'}
+_KINDS = {'cat': 'categorical', 'cont': 'continuous', 'transitions': 'transitions'}
 
 def job_schema(job:dict) -> tuple:
     "(kind, column -> dtype, key columns) of the table an export job writes."
     kind = _KINDS.get(job.get('kind'))
     if kind is None: raise ValueError('This manifest records no export kind: collect needs a manifest written by '
-                                      'export_categorical or export_continuous.')
+                                      'export_categorical, export_continuous or export_transitions.')
     if kind == 'categorical': return kind, CATEGORICAL_SCHEMA, ['site_id', 'year', 'class_value']
-    bands = [c for c in job['selectors'] if c not in ('site_id', 'period', 'valid_count')]
+    if kind == 'transitions': return kind, TRANSITION_SCHEMA, ['site_id', 'year_from', 'year_to', 'class_from', 'class_to']
+    bands = [c for c in job['selectors'] if c not in ('site_id', 'period', 'valid_count', 'job_id', *CONTINUOUS_COVERAGE_COLUMNS)]
     return kind, continuous_schema(bands), ['site_id', 'period']
 
 # %% ../nbs/06_results.ipynb #06b5b322
 def expected_labels(job:dict) -> list|None:
-    "Years (categorical) or period labels (continuous) every site should have; None when not known in advance."
+    "Years (categorical), first years of the pairs (transitions) or period labels (continuous) every site should have; None when not known."
     ident = job.get('identity', {})
     if job.get('kind') == 'cat': return [int(y) for y in ident['years']]
+    if job.get('kind') == 'transitions': return sorted({int(a) for a, _ in ident['pairs']})
     if ident.get('frequency') not in ('yearly', 'monthly'): return None
     from gee_polygons.earthengine import periods
     return [p[0] for p in periods(ident['start'], ident['end'], ident['frequency'])]
@@ -134,8 +141,9 @@ def default_source(destination:dict) -> str:
                      'pass its path as source.')
 
 # %% ../nbs/06_results.ipynb #7659da5b
-_REQUIRED = ('site_id', 'year', 'class_value', 'count', 'area_ha', 'period', 'valid_count')
-_WHOLE = ('year', 'class_value')
+_REQUIRED = ('site_id', 'year', 'class_value', 'count', 'area_ha', 'period', 'valid_count', 'year_from', 'year_to',
+             'class_from', 'class_to')
+_WHOLE = ('year', 'class_value', 'year_from', 'year_to', 'class_from', 'class_to')
 
 def schema_columns(df:pd.DataFrame, # rows read from a file, any dtypes
                    schema:dict, # column -> dtype of the table
@@ -176,7 +184,8 @@ def _read_csv(text:str, schema:dict) -> pd.DataFrame:
     if not text.endswith('\n'): raise ValueError('truncated: the last line is incomplete')
     kw = dict(keep_default_na=False, na_values=[''])
     try:
-        try: return pd.read_csv(io.StringIO(text), dtype={c: 'float64' if t != 'string' else 'string' for c, t in schema.items()}, **kw)
+        types = {'job_id': 'string', **{c: 'float64' if t != 'string' else 'string' for c, t in schema.items()}}
+        try: return pd.read_csv(io.StringIO(text), dtype=types, **kw)
         except ValueError: return pd.read_csv(io.StringIO(text), dtype=str, **kw)  # check_rows finds the bad cells
     except pd.errors.EmptyDataError: raise ValueError('no header line') from None
     except pd.errors.ParserError as e: raise ValueError(f'not a valid CSV ({str(e).strip().splitlines()[-1]})') from None
@@ -188,17 +197,49 @@ def _read_geojson(text:str) -> pd.DataFrame:
     if not isinstance(d, dict) or not isinstance(d.get('features'), list): raise ValueError('not a GeoJSON FeatureCollection')
     return pd.DataFrame([(f or {}).get('properties') or {} for f in d['features']])
 
+# %% ../nbs/06_results.ipynb #93dee46c
+_COV_KEYS = ('site_ha', 'site_n') # a coverage row has one of these (how `extract._split` tells them apart)
+_COV_COLUMNS = list(dict.fromkeys(COVERAGE_COLUMNS + CONTINUOUS_COVERAGE_COLUMNS))
+
+def split_coverage(df:pd.DataFrame, # the rows of a file, any dtypes
+                  ) -> tuple:
+    "(table rows, coverage rows with their numbers as floats) of a file exported with coverage rows."
+    keys = [c for c in _COV_KEYS if c in df.columns]
+    if not keys: return df, pd.DataFrame({'site_id': []})
+    is_cov = df[keys].notna().to_numpy().any(axis=1)
+    cov = df.loc[is_cov, [c for c in _COV_COLUMNS if c in df.columns]].reset_index(drop=True)
+    cov = cov.assign(**{c: pd.to_numeric(cov[c], errors='coerce').astype(float) for c in cov.columns if c != 'site_id'})
+    return df[~is_cov].reset_index(drop=True), cov
+
+# %% ../nbs/06_results.ipynb #b1ea9df5
+class ForeignFile(ValueError):
+    "A chunk file whose rows say another export job wrote them."
+
+def check_job_id(df:pd.DataFrame, # a file's rows
+                 job_id:str|None): # the job the file should belong to (None: not checked)
+    "Raise `ForeignFile` when rows of `df` carry a `job_id` other than `job_id`; files without the column (older jobs) pass."
+    if job_id is None or 'job_id' not in df.columns: return
+    other = sorted({str(v) for v in df['job_id'].dropna().unique()} - {str(job_id)})
+    if other: raise ForeignFile(f"belongs to another job: its rows say job {other[0]!r} wrote them, not this job ({job_id!r})")
+
 # %% ../nbs/06_results.ipynb #5ba98ad6
-def parse_chunk(data:bytes, # the file's bytes
-                name:str, # its name; '.geojson' files are GeoJSON, others CSV
-                schema:dict, # column -> dtype of the table
-               ) -> pd.DataFrame:
-    "The `schema_columns` of one exported chunk file, or a ValueError when the file as a whole is unusable."
+def parse_file(data:bytes, # the file's bytes
+               name:str, # its name; '.geojson' files are GeoJSON, others CSV
+               schema:dict, # column -> dtype of the table
+               job_id:str|None=None, # the job's id: rows carrying another one make the file foreign
+              ) -> tuple:
+    "(`schema_columns` of the table rows, coverage rows) of one exported chunk file; a ValueError when the file is unusable."
     if not data: raise ValueError('empty file (0 bytes)')
     try: text = data.decode('utf-8')
     except UnicodeDecodeError: raise ValueError('not UTF-8 text: the file is corrupt') from None
     df = _read_geojson(text) if name.lower().endswith('.geojson') else _read_csv(text, schema)
-    return schema_columns(df, schema)
+    check_job_id(df, job_id)
+    rows, cov = split_coverage(df)
+    return schema_columns(rows, schema), cov
+
+def parse_chunk(data:bytes, name:str, schema:dict) -> pd.DataFrame:
+    "The `schema_columns` of one exported chunk file's table rows, or a ValueError when the file is unusable."
+    return parse_file(data, name, schema)[0]
 
 def read_chunk(data:bytes, name:str, schema:dict) -> pd.DataFrame:
     "The rows of one exported chunk file as the tidy table, or a ValueError saying why the file is unusable."
@@ -214,8 +255,10 @@ class CollectResult:
                  duplicates_removed:int, # repeated rows dropped
                  kind:str, # 'categorical' or 'continuous'
                  n_sites:int, # sites in the job
-                 files_read:list): # names of the files loaded
-        store_attr()
+                 files_read:list, # names of the files loaded
+                 warnings:list|None=None, # (site_id, message) for sites partly outside the layer or with nodata gaps
+                 provenance:dict|None=None): # what made the table (`provenance.provenance`), written with it
+        store_attr(); self.warnings = [(str(s), str(m)) for s, m in (warnings or [])]
 
     @property
     def complete(self) -> bool: return self.missing.empty and self.missing_chunks.empty and not self.bad_files
@@ -223,7 +266,8 @@ class CollectResult:
     def __repr__(self):
         return (f'CollectResult({self.kind}: {len(self.data)} rows, {self.data["site_id"].nunique()}/{self.n_sites} sites, '
                 f'{len(self.files_read)} files read, {len(self.missing_chunks)} missing, {len(self.bad_files)} bad, '
-                f'{len(self.missing)} missing pairs, {self.duplicates_removed} duplicates removed)')
+                f'{len(self.missing)} missing pairs, {self.duplicates_removed} duplicates removed'
+                + (f', {len(self.warnings)} warnings)' if self.warnings else ')'))
 
 # %% ../nbs/06_results.ipynb #5c22826c
 def group_errors(errors:dict, # name (a file, a chunk) -> message
@@ -244,69 +288,74 @@ def check_table_path(path) -> Path:
     if not p.expanduser().resolve().parent.is_dir(): raise FileNotFoundError(f'The folder of {str(p)!r} does not exist; create it first.')
     return p
 
-def write_table(df:pd.DataFrame, path) -> Path:
-    "Write `df` to `path` as CSV or Parquet, chosen by the suffix."
-    p = check_table_path(path)
-    if p.suffix.lower() == '.csv': df.to_csv(p, index=False)
-    else: df.to_parquet(p, index=False)
-    return p
+def write_table(df:pd.DataFrame, path, # the table, and a .csv or .parquet file in an existing folder
+                prov:dict|None=None) -> Path: # its provenance: in a CSV's JSON sidecar, or the Parquet schema metadata
+    "Write `df` to `path` as CSV or Parquet, chosen by the suffix, with its provenance (`provenance.write_table`)."
+    return P.write_table(df, check_table_path(path), prov)
 
 # %% ../nbs/06_results.ipynb #070c5c32
 @patch
 def to_csv(self:CollectResult, path) -> Path:
     "Write the table to the CSV file `path`."
     if Path(path).suffix.lower() != '.csv': raise ValueError(f'to_csv writes .csv files, not {Path(path).name!r}.')
-    return write_table(self.data, path)
+    return write_table(self.data, path, self.provenance)
 
 @patch
 def to_parquet(self:CollectResult, path) -> Path:
     "Write the table to the Parquet file `path`."
     if Path(path).suffix.lower() != '.parquet': raise ValueError(f'to_parquet writes .parquet files, not {Path(path).name!r}.')
-    return write_table(self.data, path)
+    return write_table(self.data, path, self.provenance)
 
 @patch
 def write(self:CollectResult, path) -> Path:
     "Write the table to `path`, as CSV or Parquet by its suffix."
-    return write_table(self.data, path)
+    return write_table(self.data, path, self.provenance)
 
 # %% ../nbs/06_results.ipynb #f3ef0118
 def _locate(src:Source, dirs:list, name:str) -> str|None:
     "The subfolder of `src` holding `name`, or None."
     return next((d for d in dirs if name in src.names(d)), None)
 
-def _parse_all(found:list, src:Source, schema:dict, progress:bool, batch:int=64) -> tuple:
-    "([(chunk, name, frame)], {name: reason}) for the (chunk, name, subfolder) of located files."
+def _parse_all(found:list, src:Source, schema:dict, progress:bool, batch:int=64, job_id:str|None=None) -> tuple:
+    "([(chunk, name, frame)], {name: reason}, {name: coverage rows}, {name: 'foreign'}) for the (chunk, name, subfolder) of located files."
     from tqdm.auto import tqdm
-    ok, bad = [], {}
+    ok, bad, cov, why = [], {}, {}, {}
     with tqdm(total=len(found), disable=not progress, unit='file', desc='collect') as bar:
         for i in range(0, len(found), batch):
             part = found[i:i + batch]
             for (c, name, sub), data in zip(part, src.read_many([(sub, name) for _, name, sub in part])):
                 try:
                     if isinstance(data, Exception): raise ValueError(f'could not be read ({data})')
-                    ok.append((c, name, parse_chunk(data, name, schema)))
+                    rows, cov[name] = parse_file(data, name, schema, job_id)
+                    ok.append((c, name, rows))
+                except ForeignFile as e: bad[name], why[name] = str(e), 'foreign'
                 except ValueError as e: bad[name] = str(e)
             bar.update(len(part))
-    return ok, bad
+    return ok, bad, cov, why
 
 # %% ../nbs/06_results.ipynb #69b374d7
-_NONNEG = ('class_value', 'count', 'area_ha', 'valid_count')
+_NONNEG = ('class_value', 'count', 'area_ha', 'valid_count', 'class_from', 'class_to')
+_LABEL = {'cat': 'year', 'cont': 'period', 'transitions': 'year_from'} # the column `missing_pairs` checks
 
 def row_rules(job:dict, # the manifest's job record
               files:list, # (chunk, file name) pairs
              ) -> dict:
     "What the rows are checked against: each site's chunk, the label column, the expected labels or date window."
-    label, ident = ('year' if job.get('kind') == 'cat' else 'period'), job.get('identity', {})
-    window = None if label == 'year' else (str(ident.get('start', '')), str(ident.get('end', '')))
-    return dict(owner={s: c.key for c, _ in files for s in c.site_ids}, label=label, labels=expected_labels(job), window=window)
+    label, ident = _LABEL.get(job.get('kind'), 'period'), job.get('identity', {})
+    window = None if label != 'period' else (str(ident.get('start', '')), str(ident.get('end', '')))
+    pairs = [tuple(map(int, p)) for p in ident['pairs']] if label == 'year_from' else None
+    return dict(owner={s: site_key(c) for c, _ in files for s in c.site_ids}, label=label, labels=expected_labels(job), window=window,
+                job_id=job.get('job_id'), pairs=pairs)
 
 # %% ../nbs/06_results.ipynb #10984834
 def foreign_rows(df:pd.DataFrame, # `schema_columns` output of several files
                  chunks:np.ndarray, # the chunk key of each row's file
                  rules:dict, # from `row_rules`
                 ) -> np.ndarray:
-    "Mask of the rows whose site is not in their file's chunk, or whose year or period the job did not ask for."
+    "Mask of the rows whose site is not in their file's chunk, or whose year, pair of years or period the job did not ask for."
     bad = df['site_id'].astype(object).map(rules['owner']).to_numpy(object) != chunks
+    if rules.get('pairs') is not None:
+        bad |= ~pd.MultiIndex.from_arrays([df['year_from'], df['year_to']]).isin(rules['pairs'])
     lab, w = df[rules['label']], rules['window']
     if rules['labels'] is not None: bad |= ~lab.isin(rules['labels']).to_numpy(bool)
     elif w: bad |= ~((lab.astype(str) >= w[0]) & (lab.astype(str) < w[1])).fillna(False).to_numpy(bool)
@@ -339,7 +388,7 @@ def _problem(rows:pd.DataFrame, miss, foreign, invalid, schema:dict, label:str) 
 def _check_all(parsed:list, schema:dict, rules:dict|None=None) -> tuple:
     "(tidy table of the files whose rows all pass, {name: reason}, {name: status}); empties `parsed` to save memory."
     if not parsed: return tidy(pd.DataFrame({c: [] for c in schema}), schema), {}, {}
-    sizes = [(c.key if c is not None else None, name, len(f)) for c, name, f in parsed]
+    sizes = [(site_key(c) if c is not None else None, name, len(f)) for c, name, f in parsed]
     big = pd.concat([f for *_, f in parsed], ignore_index=True); parsed.clear()
     miss, keys = bad_rows(big, schema), np.repeat(np.array([k for k, *_ in sizes], dtype=object), [n for *_, n in sizes])
     foreign = foreign_rows(big, keys, rules) & ~miss if rules else np.zeros(len(big), bool)
@@ -358,14 +407,16 @@ def load_chunks(files:list, # (chunk, file name) pairs from `chunk_files`
                 progress:bool=False, # show a progress bar
                 rules:dict|None=None, # from `row_rules`: check each row against its chunk and the job
                ) -> tuple:
-    "(tidy table of the good files, {chunk key: 'ok'|'missing'|'bad'|'foreign'|'invalid'}, missing-chunk rows, {file: reason})."
+    "(tidy table of the good files, {chunk key: 'ok'|'missing'|'bad'|'foreign'|'invalid'}, missing-chunk rows, {file: reason}, their coverage rows)."
     located = [(c, name, _locate(src, dirs, name)) for c, name in files]
     absent = [dict(chunk=c.key, file=n, state=c.state, n_sites=len(c.site_ids), error=c.error) for c, n, d in located if d is None]
-    parsed, bad = _parse_all([x for x in located if x[2] is not None], src, schema, progress)
+    parsed, bad, cov, foreign = _parse_all([x for x in located if x[2] is not None], src, schema, progress, job_id=(rules or {}).get('job_id'))
     data, bad_in_rows, why = _check_all(parsed, schema, rules)
+    why = {**foreign, **why}
     bad = {n: (bad | bad_in_rows)[n] for _, n, _ in located if n in bad or n in bad_in_rows}
     status = {c.key: 'missing' if d is None else why.get(n, 'bad') if n in bad else 'ok' for c, n, d in located}
-    return data, status, absent, bad
+    good = [cov[n] for _, n, _ in located if n in cov and n not in bad]
+    return data, status, absent, bad, pd.concat(good, ignore_index=True) if good else pd.DataFrame({'site_id': []})
 
 # %% ../nbs/06_results.ipynb #8ffbe002
 _REASONS = {'missing': 'chunk file missing', 'bad': 'chunk file unreadable', 'foreign': 'chunk file belongs to another job',
@@ -387,8 +438,41 @@ def missing_pairs(files:list, # (chunk, file name) pairs
     else: have = pd.MultiIndex.from_frame(exp[['site_id', label]]).isin(
         pd.MultiIndex.from_frame(data[['site_id', label]].drop_duplicates().astype(object)))
     out = exp[~np.asarray(have)].reset_index(drop=True)
-    return out.astype({'site_id': 'string', label: 'int64' if label == 'year' and labels is not None else 'string',
+    return out.astype({'site_id': 'string', label: 'int64' if label in ('year', 'year_from') and labels is not None else 'string',
                        'chunk': 'string', 'reason': 'string'})
+
+# %% ../nbs/06_results.ipynb #ec5f84a1
+def site_chunks(files:list, # (chunk, file name) pairs from `chunk_files`
+                status:dict, # chunk key -> status, from `load_chunks`
+                m:Manifest) -> tuple:
+    "([(chunk holding whole sites, file name)], {its key: status}): the pieces of a cut site count as its chunk, 'ok' only when all are."
+    out, st = {}, {}
+    for c, name in files:
+        k = site_key(c)
+        out.setdefault(k, (m.chunks.get(k, c), name))
+        if st.get(k, 'ok') == 'ok': st[k] = status[c.key]
+    return list(out.values()), st
+
+def _records(df:pd.DataFrame) -> list:
+    "Rows of `df` as dicts without their empty cells."
+    return [{k: v for k, v in r.items() if not pd.isna(v)} for r in df.to_dict('records')]
+
+# %% ../nbs/06_results.ipynb #24d86e19
+def join_pieces(data:pd.DataFrame, # table rows of the good files
+                cov:pd.DataFrame, # their coverage rows
+                files:list, # (chunk, file name) pairs
+                ok:set, # sites whose pieces are all good
+                kind:str, schema:dict, reducer:str='mean') -> tuple: # the job's table, and its continuous reducer
+    "(data, coverage) with each cut site's piece rows recombined into its own rows; cut sites not in `ok` lose theirs."
+    cut = {c.site_ids[0] for c, _ in files if c.cut}
+    if not cut: return data, cov
+    din, cin = data['site_id'].isin(cut).to_numpy(bool), cov['site_id'].isin(cut).to_numpy(bool)
+    pieces = pd.concat([data[din], cov[cin]], ignore_index=True)
+    rows = [r for s, g in pieces[pieces.site_id.isin(ok)].groupby('site_id', sort=False)
+            for r in recombine_rows(_records(g), kind, reducer)]
+    table, covered = _split(rows)
+    return (pd.concat([data[~din], tidy(pd.DataFrame(table, columns=list(schema)), schema)], ignore_index=True),
+            pd.concat([cov[~cin], pd.DataFrame(covered, columns=cov.columns)], ignore_index=True))
 
 # %% ../nbs/06_results.ipynb #1f68c149
 def _order(df:pd.DataFrame, files:list, keys:list) -> tuple:
@@ -400,22 +484,46 @@ def _order(df:pd.DataFrame, files:list, keys:list) -> tuple:
     return df.drop(columns='_o').reset_index(drop=True), int(dup.sum())
 
 # %% ../nbs/06_results.ipynb #2a730bd5
+def may_warn(cov:pd.DataFrame) -> np.ndarray:
+    "Mask of the coverage rows of sites `extract.coverage_problems` may warn about: some year (or the site) less covered than its threshold."
+    lim = coverage_problems.__defaults__[0] + 1e-9  # its min_coverage, with a margin: the check itself is left to it
+    share = cov['classified_ha'] / cov['site_ha'] if 'site_ha' in cov else cov['ever_n'] / cov['site_n']
+    return cov['site_id'].isin(set(cov.loc[~(share >= lim).to_numpy(bool), 'site_id'])).to_numpy(bool)
+
+def job_provenance(m:Manifest) -> dict:
+    "The provenance of a job's collected table: the layer the manifest records, engine 'export', the job id and manifest path."
+    ident = m.job.get('identity') or {}
+    facts = m.job.get('layer') or {'asset_id': ident.get('layer') or ident.get('collection'), 'bands': ident.get('bands')}
+    return {**P.provenance(None, 'export', job={'job_id': m.job.get('job_id'), 'manifest': m.path}), **facts}
+
+def coverage_warnings(cov:pd.DataFrame, # coverage rows collected
+                      data:pd.DataFrame, # the table collected
+                      files:list) -> list: # (chunk, file name) pairs, in site order
+    "(site_id, message) for the sites with rows that lie partly outside the layer or have nodata gaps, in site order."
+    if len(cov) == 0: return []
+    pos, seen = {s: i for i, s in enumerate(s for c, _ in files for s in c.site_ids)}, set(data['site_id'].unique())
+    return sorted((w for w in coverage_problems(_records(cov[may_warn(cov)])) if w[0] in seen), key=lambda w: pos.get(w[0], 0))
+
+# %% ../nbs/06_results.ipynb #264f2dfe
 def collect(task_or_manifest, # an ExportTask, a Manifest, or the path of a manifest file
             source=None, # folder or URL holding the files; default: the job's gs://bucket/prefix
             out=None, # also write the table here (.csv or .parquet)
             progress:bool=False, # show a progress bar over the files
            ) -> CollectResult:
-    "Read every chunk file of an export into the tidy table, reporting what is missing, unreadable or duplicated."
+    "Read every chunk file of an export into the tidy table, reporting what is missing, unreadable, duplicated or partly covered."
     m = job_manifest(task_or_manifest)
     if out is not None: check_table_path(out)
     kind, schema, keys = job_schema(m.job)
     files = chunk_files(check_coverage(m))
     src = Source(default_source(m.job['destination']) if source is None else source)
-    data, status, absent, bad = load_chunks(files, src, search_dirs(m.job['destination']), schema, progress, row_rules(m.job, files))
-    data, dups = _order(data, files, keys)
-    missing = missing_pairs(files, status, data, keys[1], expected_labels(m.job))
+    data, status, absent, bad, cov = load_chunks(files, src, search_dirs(m.job['destination']), schema, progress, row_rules(m.job, files))
+    units, ustatus = site_chunks(files, status, m)
+    ok = {c.site_ids[0] for c, _ in units if c.children and ustatus[c.key] == 'ok'}
+    data, cov = join_pieces(data, cov, files, ok, kind, schema, (m.job.get('scaling') or {}).get('reducer') or 'mean')
+    data, dups = _order(data, units, keys)
+    missing = missing_pairs(units, ustatus, data, keys[1], expected_labels(m.job))
     absent = pd.DataFrame(absent, columns=['chunk', 'file', 'state', 'n_sites', 'error'])
-    res = CollectResult(data, missing, absent, bad, dups, kind, sum(len(c.site_ids) for c, _ in files),
-                        [f for c, f in files if status[c.key] == 'ok'])
+    res = CollectResult(data, missing, absent, bad, dups, kind, sum(len(c.site_ids) for c, _ in units),
+                        [f for c, f in files if status[c.key] == 'ok'], coverage_warnings(cov, data, units), job_provenance(m))
     if out is not None: res.write(out)
     return res

@@ -17,7 +17,8 @@ __all__ = ['SAMPLE_CLASSES', 'SAMPLE_PALETTE', 'SAMPLE_YEARS', 'SAMPLE_LAYER', '
            'EMBEDDING_DATES', 'PRESET_PREFIXES', 'sample_bounds', 'value_noise', 'fractal_noise', 'sample_classes',
            'make_sample_raster', 'sample_sites', 'make_sample_sites', 'sample_sites_path', 'sample_raster_path',
            'sample_indices', 'make_sample_continuous', 'sample_deforestation', 'sample_dynamic_world',
-           'sample_sentinel2', 'sample_embedding', 'make_preset_rasters', 'preset_sources', 'write_sample_data']
+           'sample_sentinel2', 'sample_embedding', 'make_preset_rasters', 'preset_sources', 'write_sample_data',
+           'square_sites']
 
 # %% ../nbs/20_sample_data.ipynb #77a69c90
 SAMPLE_CLASSES = {3: 'Forest Formation', 4: 'Savanna Formation', 12: 'Grassland', 15: 'Pasture',
@@ -349,3 +350,16 @@ def write_sample_data(folder=None, # output folder; the package's data folder by
     folder.mkdir(parents=True, exist_ok=True)
     make_preset_rasters(folder)
     return make_sample_sites(folder / 'sample_sites.geojson'), make_sample_raster(folder / 'sample_lulc.tif')
+
+# %% ../nbs/20_sample_data.ipynb #da1d15e8
+def square_sites(n:int, # how many sites
+                 prefix:str='s', # start of every site id: {prefix}00000, {prefix}00001, ...
+                 size:float=0.0005, # side of each square in degrees
+                 per_row:int=400): # squares per row of the grid (0.001° apart)
+    "A `SiteCollection` of `n` tiny square sites on a grid from (-60, -10)."
+    from gee_polygons.sites import SiteCollection
+    def sq(i):
+        x, y = -60 + (i % per_row) * 0.001, -10 + (i // per_row) * 0.001
+        return {'type': 'Polygon', 'coordinates': [[[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]]}
+    return SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': [
+        {'type': 'Feature', 'geometry': sq(i), 'properties': {'site_id': f'{prefix}{i:05d}'}} for i in range(n)]})

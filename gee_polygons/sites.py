@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/sites.html.md"""
 
 # %% ../nbs/01_sites.ipynb #8c705fcb
 from __future__ import annotations
-import json, logging, math, numbers, warnings
+import contextlib, gc, json, logging, math, numbers, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
@@ -578,6 +578,15 @@ def _geojson_source(obj, name:str) -> tuple:
     if not p.is_file(): raise FileNotFoundError(f'Sites file not found: {p}' + (' (that is a directory)' if p.is_dir() else ''))
     return _read_json(p), p.name
 
+# %% ../nbs/01_sites.ipynb #378b8def
+@contextlib.contextmanager
+def _gc_paused():
+    "Pause the cyclic garbage collector inside the block; restore its previous state after."
+    was = gc.isenabled(); gc.disable()
+    try: yield
+    finally:
+        if was: gc.enable()
+
 # %% ../nbs/01_sites.ipynb #58268ceb
 @patch(cls_method=True)
 def from_geojson(cls:SiteCollection, obj, # path of a GeoJSON file, a GeoJSON dict, JSON text, list of Features, or __geo_interface__
@@ -591,14 +600,15 @@ def from_geojson(cls:SiteCollection, obj, # path of a GeoJSON file, a GeoJSON di
                  lazy_threshold:int|None=None, # with lazy=None: lazy above this many sites (LAZY_THRESHOLD by default)
                 ) -> SiteCollection:
     "Sites from GeoJSON, reprojected to EPSG:4326 from its `crs` member or `source_crs`."
-    obj, name = _geojson_source(obj, name)
-    features, crs_member = _geojson_features(obj, name)
-    if lazy is None and lazy_threshold is not None: lazy = len(features) > lazy_threshold
-    pa, kinds, bad = _pack_geojson(features)
-    pa.coords = _to_wgs84(pa, _source_crs(crs_member, source_crs, name), name)
-    props = [_clean_props(f.get('properties')) if isinstance(f, dict) else {} for f in features]
-    return cls.__new__(cls)._init(*_load(pa, _structure_problems(pa, kinds, bad), props, name, id_field=id_field, lazy=lazy,
-                                         on_invalid=on_invalid, make_valid=make_valid, start_year_field=start_year_field))
+    with _gc_paused():  # a bulk parse: see `_gc_paused`
+        obj, name = _geojson_source(obj, name)
+        features, crs_member = _geojson_features(obj, name)
+        if lazy is None and lazy_threshold is not None: lazy = len(features) > lazy_threshold
+        pa, kinds, bad = _pack_geojson(features)
+        pa.coords = _to_wgs84(pa, _source_crs(crs_member, source_crs, name), name)
+        props = [_clean_props(f.get('properties')) if isinstance(f, dict) else {} for f in features]
+        return cls.__new__(cls)._init(*_load(pa, _structure_problems(pa, kinds, bad), props, name, id_field=id_field, lazy=lazy,
+                                             on_invalid=on_invalid, make_valid=make_valid, start_year_field=start_year_field))
 
 # %% ../nbs/01_sites.ipynb #67e49130
 FORMATS = {'.geojson': 'GeoJSON', '.json': 'GeoJSON', '.gpkg': 'GeoPackage', '.shp': 'Shapefile',
@@ -676,7 +686,8 @@ def from_file(cls:SiteCollection, path, # .geojson/.json, .gpkg, .shp, .parquet/
     if fmt is None:
         known = ', '.join(f'{e} ({f})' for e, f in FORMATS.items())
         raise ValueError(f'Cannot read {p.name}: unknown extension {p.suffix!r}. Supported formats: {known}.')
-    if fmt == 'GeoJSON': return cls.from_geojson(_read_json(p), name=p.name, **kw)
+    if fmt == 'GeoJSON':
+        with _gc_paused(): return cls.from_geojson(_read_json(p), name=p.name, **kw)
     return cls.from_geodataframe(_read_gdf(p, fmt), name=p.name, **kw)
 
 # %% ../nbs/01_sites.ipynb #5db002e7

@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use('Agg')
 import numpy as np
 import pandas as pd
+import ee
 import pytest
 from hypothesis import given, settings, strategies as st
 from matplotlib.colors import to_hex
@@ -194,4 +195,31 @@ def test_site_pictures_from_the_sample_raster(tmp_path):
     assert len(site_timestrip(site, SAMPLE_LAYER, [2010, 2023], sample_raster_path()).axes) == 2
     with Image.open(site_gif(site, SAMPLE_LAYER, [2010, 2015, 2023], tmp_path / 'a' / 's.gif', sample_raster_path(), dpi=30)) as im:
         assert im.n_frames == 3
-    with pytest.raises(ValueError, match='give source='): plot_site_map(site, SAMPLE_LAYER, 2023)
+    with pytest.raises(ValueError, match='needs source='): plot_site_map(site, SAMPLE_LAYER, 2023, engine='local')
+
+
+def test_site_pictures_from_earth_engine_match_the_local_ones(tmp_path, monkeypatch):
+    from PIL import Image
+    from gee_polygons import gateway
+    from gee_polygons.charts import map_window, plot_site_map, site_timestrip, site_gif
+    from gee_polygons.sample_data import SAMPLE_LAYER, sample_raster_path, sample_sites_path
+    from gee_polygons.sites import SiteCollection
+    from gee_polygons.testing import Emulator, sample_evaluator
+    monkeypatch.setattr(gateway.policy, 'sleep', lambda s: None)
+    sites = SiteCollection.from_file(sample_sites_path())
+    with Emulator(evaluate=sample_evaluator(), out_dir=tmp_path / 'emu') as emu:
+        emu.connect(max_retries=0)
+        for site in (sites[3], sites[19]):
+            for year in (2010, 2023):
+                e, _, _ = map_window(site, SAMPLE_LAYER, year)
+                l, _, _ = map_window(site, SAMPLE_LAYER, year, sample_raster_path())
+                share = lambda a: pd.Series(a[a > 0]).value_counts(normalize=True)
+                both = pd.concat([share(e), share(l)], axis=1, keys=[0, 1]).fillna(0)
+                assert (both[0] - both[1]).abs().max() < 0.03, (site.site_id, year, both)
+        with gateway.observe() as calls:
+            fig = site_timestrip(sites[19], SAMPLE_LAYER, [2010, 2023])
+        assert len(fig.axes) == 2 and [k for k, _ in calls] == ['getThumbURL', 'getPixels'] * 2
+        emu.fail_http(':getPixels$', 'unavailable', times=2)
+        with Image.open(site_gif(sites[19], SAMPLE_LAYER, [2010, 2023], tmp_path / 'ee.gif', dpi=30)) as im: assert im.n_frames == 2
+        emu.fail_http(':getPixels$', 'memory', times=1)
+        with pytest.raises(ee.EEException, match='User memory limit exceeded'): plot_site_map(sites[19], SAMPLE_LAYER, 2020)

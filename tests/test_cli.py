@@ -575,3 +575,86 @@ def test_verify_command(capsys, monkeypatch):
     monkeypatch.setattr(v, 'verify', lambda **kw: Report())
     code, out, err = call(capsys, 'verify', '--no-progress')
     assert (code, out) == (1, 'check  found  assumed  ok\n')
+
+
+# ---- layers, map, transitions, collect's exit code (issue 12; issue 9 leftovers) ---------------------------------------
+def test_layers_lists_asset_ids_years_and_when_checked(capsys):
+    from gee_polygons.datasets.registry import LAYERS
+    code, out, err = call(capsys, 'layers')
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ['layer', 'kind', 'years', 'checked', 'asset', 'id']
+    rows = {l.split()[0]: l.split() for l in lines[1:]}
+    for name, lay in LAYERS.items():
+        asset = getattr(lay, 'asset_id', None) or lay.collection_id
+        assert rows[name][2:] == [f'{lay.years[0]}-{lay.years[-1]}', lay.checked, asset], name
+    assert rows['mapbiomas_lulc'][2:] == ['1985-2025', LAYERS['mapbiomas_lulc'].checked,
+                                          'projects/mapbiomas-public/assets/brazil/lulc/collection11/mapbiomas_brazil_collection11_coverage_v3']
+
+
+def test_cli_functions_do_not_clash_with_library_names():
+    from gee_polygons._modidx import d
+    names = lambda mod: {k.removeprefix(mod + '.').split('.')[-1] for k in d['syms'][mod]}
+    ours = {n for n in names('gee_polygons.cli') if not n.startswith('_')}
+    others = set().union(*(names(m) for m in d['syms'] if m != 'gee_polygons.cli'))
+    assert not ours & others, ours & others
+    assert all(f.__name__ == f'{n}_command' for n, f in COMMANDS.items())
+    text = (ROOT/'pyproject.toml').read_text()
+    assert 'gee-polygons = "gee_polygons.cli:main"' in text and callable(cli.main)
+
+
+def test_map_draws_a_site_locally_and_from_earth_engine(capsys, in_tmp):
+    from PIL import Image
+    from gee_polygons.evaluator import sample_evaluator
+    code, out, err = call(capsys, 'map', '--sample', '--site', 'site_20', '--years', '2020', '--out', 'local.png')
+    assert code == 0 and out.strip() == 'wrote local.png' and imread(in_tmp/'local.png').ndim == 3
+    code, out, err = call(capsys, 'map', '--sample', '--site', 'site_20', '--years', '2010,2016,2023', '--out', 'strip.png')
+    assert code == 0 and imread(in_tmp/'strip.png').shape[1] > imread(in_tmp/'local.png').shape[1]
+    code, out, err = call(capsys, 'map', '--sample', '--site', 'site_20', '--years', '2010-2013', '--out', 'a.gif', '--dpi', '40')
+    with Image.open(in_tmp/'a.gif') as g: assert code == 0 and g.n_frames == 4
+    with Emulator(evaluate=sample_evaluator(), out_dir=in_tmp/'ee') as e:
+        code, out, err = call(capsys, 'map', '--sample', '--site', 'site_20', '--years', '2020', '--engine', 'ee', '--out', 'ee.png',
+                              '--ee-url', e.url)
+        assert code == 0, err
+        assert [x['path'].rsplit('/', 1)[-1].split(':')[-1] for x in e.log if 'thumbnails' in x['path']] == ['thumbnails', 'getPixels']
+    assert imread(in_tmp/'ee.png').ndim == 3
+    one_line_error(*call(capsys, 'map', '--sample', '--site', 'nope', '--out', 'x.png'), "No site 'nope' in the sites file")
+    one_line_error(*call(capsys, 'map', '--sample', '--site', 'site_20', '--out', 'x.tif'), 'Give --out FILE.png')
+    one_line_error(*call(capsys, 'map', '--sample', '--site', 'site_20', '--years', '1990', '--out', 'x.png'), 'no data for [1990]')
+
+
+def test_extract_and_chart_transitions(capsys, in_tmp):
+    from gee_polygons.result import TRANSITION_SCHEMA
+    code, out, err = call(capsys, 'extract', '--sample', '--years', '2010,2016,2023', '--transitions', '--out', 'moves.parquet',
+                          '--chart', 'flows.png', '--no-progress')
+    assert code == 0, err
+    tt = pd.read_parquet(in_tmp/'moves.parquet')
+    assert list(tt.columns) == list(TRANSITION_SCHEMA) and sorted(set(zip(tt.year_from, tt.year_to))) == [(2010, 2016), (2016, 2023)]
+    res = SiteCollection.from_file(sample_sites_path()).extract_transitions(SAMPLE_LAYER, [2010, 2016, 2023], source=sample_raster_path(),
+                                                                           progress=False)
+    pd.testing.assert_frame_equal(tidy(tt, TRANSITION_SCHEMA), res.data)
+    from gee_polygons.provenance import read_provenance
+    untimed = lambda p: p and {k: v for k, v in p.items() if k != 'created'}
+    assert untimed(read_provenance(in_tmp/'moves.parquet')) == untimed(getattr(res, 'provenance', None))  # the result's record, in the file
+    assert imread(in_tmp/'flows.png').ndim == 3
+    for args in (('--pair', '2016,2023', '--share'), ('--site', 'site_20')):
+        code, out, err = call(capsys, 'chart', '--table', 'moves.parquet', '--layer', 'sample', '--out', 'm.png', '--transitions', *args)
+        assert code == 0 and imread(in_tmp/'m.png').ndim == 3, err
+    one_line_error(*call(capsys, 'chart', '--table', 'moves.parquet', '--layer', 'sample', '--out', 'm.png'), 'add --transitions')
+    one_line_error(*call(capsys, 'extract', '--sample', '--years', '2016', '--transitions', '--out', 'm.csv'), 'at least two --years')
+
+
+def test_sites_without_pixels_are_warnings_not_missing_data():
+    from types import SimpleNamespace as NS
+    missing = pd.DataFrame({'site_id': ['a', 'b', 'c'], 'year': [2020] * 3, 'chunk': ['0'] * 3,
+                            'reason': ['no rows in the chunk file', 'no rows in the chunk file', 'chunk file missing']})
+    res = NS(missing=missing, warnings=[('a', 'no classified pixels in 2020')])
+    assert cli.real_missing(res).site_id.tolist() == ['b', 'c']  # 'a' is reported as a warning, not as lost rows
+
+
+def test_collect_missing_says_why_when_the_manifest_is_refused(capsys, in_tmp, emu):
+    export_sample(capsys, emu, 'drive:gee_exports', 'job.json')
+    m = json.loads((in_tmp/'job.json').read_text()); m['chunks'].pop(1); (in_tmp/'job.json').write_text(json.dumps(m))
+    code, out, err = call(capsys, 'collect', '--manifest', 'job.json', '--source', Path(emu.out_dir)/'drive', '--out', 'c.csv',
+                          '--missing', 'gaps.csv')
+    one_line_error(code, out, err, 'No --missing list was written')
+    assert not (in_tmp/'gaps.csv').exists()

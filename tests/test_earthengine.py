@@ -40,6 +40,24 @@ def test_categorical_expressions(layer, sites):
     assert ('Reducer.mode' in names) == layer.is_collection
     assert algorithm_names(E.layer_image(layer, years)) <= known_algorithms()
 
+@pytest.mark.parametrize('layer', CATEGORICAL, ids=lambda l: l.name)
+def test_transitions_expressions(layer, sites):
+    pairs = E.year_pairs(layer.years[-4:]) + [(layer.years[0], layer.years[-1])]
+    t = E.transitions_table(layer, pairs, sites, tile_scale=2, max_pixels_per_region=10**8, coverage=True)
+    names = algorithm_names(t)
+    assert names <= known_algorithms(), names - known_algorithms()
+    assert count_calls(t, 'Image.reduceRegions') == 1  # every pair in one reduction
+    assert {'Image.pixelArea', 'Reducer.group', 'Image.multiply', 'Image.add', 'Number.mod'} <= names
+    assert names.isdisjoint({'Image.reduceRegion', 'Reducer.count'})
+    assert ('Reducer.mode' in names) == layer.is_collection
+    assert E.payload_bytes(t) - E.payload_bytes(E.sites_fc(sites)) < 40_000
+
+
+def test_transition_codes_fit_a_32_bit_integer():
+    assert max(max(l.class_map) for l in CATEGORICAL) < E.TRANSITION_BASE
+    assert (E.TRANSITION_BASE - 1) * E.TRANSITION_BASE + E.TRANSITION_BASE - 1 < 2**31 - 1
+
+
 @pytest.mark.parametrize('frequency', E.FREQUENCIES)
 @pytest.mark.parametrize('reducer', list(E.REDUCERS))
 @pytest.mark.parametrize('layer', CONTINUOUS, ids=lambda l: l.name)
@@ -53,7 +71,7 @@ def test_continuous_expressions(layer, reducer, frequency, sites):
 
 def test_all_expressions_use_only_published_algorithms(sites):
     ex = E.all_expressions(sites)
-    assert len(ex) == 1 + 2 * len(CATEGORICAL) + len(CONTINUOUS) * len(E.FREQUENCIES) * len(E.REDUCERS)
+    assert len(ex) == 1 + 3 * len(CATEGORICAL) + len(CONTINUOUS) * len(E.FREQUENCIES) * len(E.REDUCERS)
     used = set().union(*map(algorithm_names, ex.values()))
     assert used - known_algorithms() == set()
     assert all(E.payload_bytes(e) < E.MAX_REQUEST_BYTES for e in ex.values())

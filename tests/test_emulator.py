@@ -2,7 +2,7 @@
 
 The client is the real earthengine-api over real HTTP; raw requests (urllib, to 127.0.0.1) read the error bodies the
 client hides."""
-import json, re, urllib.error, urllib.request
+import json, re, urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 
 import ee
@@ -14,7 +14,7 @@ from gee_polygons.emulator import EE_ERRORS, HTTP_STATUS, STATUS_CODES, Emulator
 SHAPES = json.loads((Path(__file__).parent/'ee_rest_shapes.json').read_text())
 TIMESTAMP = re.compile(SHAPES['Timestamp']['pattern'])
 PY_TYPES = {'string': str, 'boolean': bool, 'integer': int, 'number': (int, float), 'object': dict, 'Status': dict,
-            'State': str, 'Timestamp': str}
+            'State': str, 'Timestamp': str, 'ImageFileFormat': str}
 
 
 def check_fields(obj: dict, shape: dict, where: str):
@@ -247,3 +247,72 @@ def test_log_and_throttle_peaks_are_kept(emu):
     assert emu.max_running_seen == 2 and emu.max_active == 5
     posts = [e for e in emu.log if e['method'] == 'POST' and e['path'].endswith('table:export')]
     assert len(posts) == 5 and {e['summary']['description'] for e in posts} == {f'l{i}' for i in range(5)}
+
+
+# --- thumbnails (getThumbURL): projects.thumbnails.create + getPixels, drawn from the evaluator's rasters ---
+from gee_polygons.evaluator import sample_evaluator
+from gee_polygons.sample_data import SAMPLE_LAYER
+
+SAMPLE_BOX = [-48.0, -15.882, -47.838, -15.72]
+
+
+def vis(layer=SAMPLE_LAYER):
+    codes = range(max(layer.palette) + 1)
+    return {'min': 0, 'max': codes[-1], 'palette': [layer.palette.get(c, '#000000') for c in codes]}
+
+
+@pytest.fixture
+def drawing(monkeypatch, tmp_path):
+    monkeypatch.setattr(gateway.policy, 'sleep', lambda s: None)
+    with Emulator(evaluate=sample_evaluator(), out_dir=tmp_path) as e:
+        e.connect(max_retries=0)
+        yield e
+
+
+def test_thumbnail_requests_use_the_documented_paths_and_shapes(drawing):
+    img = ee.Image(SAMPLE_LAYER.asset_id).select('classification_2020')
+    url = img.getThumbURL({'region': SAMPLE_BOX, 'dimensions': 32, **vis(), 'format': 'png'})
+    create, = [e for e in drawing.log if e['path'].endswith('/thumbnails')]
+    assert (create['method'], create['path']) == ('POST', f'/v1/projects/{drawing.project}/thumbnails')
+    name = url.split('/v1/', 1)[1].removesuffix(':getPixels')
+    assert re.fullmatch(SHAPES['Thumbnail']['name_pattern'], name)
+    body = drawing.thumbnails[name.rsplit('/', 1)[1]]  # what the client sent (it sends null for unset fields)
+    check_fields({k: v for k, v in {**body, 'name': name}.items() if v is not None}, SHAPES['Thumbnail'], 'Thumbnail')
+    assert body['fileFormat'] in SHAPES['ImageFileFormat']['thumbnail_values']
+    status, echoed = raw(drawing, 'POST', f'/v1/projects/{drawing.project}/thumbnails', {'expression': body['expression'], 'fileFormat': 'PNG'})
+    assert status == 200 and set(echoed) == {'name', 'expression', 'fileFormat'}  # without fields=name: the whole Thumbnail
+    check_fields(echoed, SHAPES['Thumbnail'], 'Thumbnail')
+    with urllib.request.urlopen(url) as r:
+        assert r.status == 200 and r.headers['Content-Type'] == 'image/png' and r.read()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert urllib.parse.urlsplit(url).path == f'/v1/{name}:getPixels'
+
+
+def test_thumbnail_errors_are_error_bodies(drawing):
+    check_error_body(*raw(drawing, 'GET', f'/v1/projects/{drawing.project}/thumbnails/nope:getPixels'), 'NOT_FOUND')
+    check_error_body(*raw(drawing, 'POST', f'/v1/projects/{drawing.project}/thumbnails', {'fileFormat': 'PNG'}), 'INVALID_ARGUMENT')
+    img = ee.Image(SAMPLE_LAYER.asset_id).select(['classification_2019', 'classification_2020'])
+    url = img.getThumbURL({'region': SAMPLE_BOX, 'dimensions': 8})
+    status, body = raw(drawing, 'GET', url.split(drawing.url, 1)[1])
+    check_error_body(status, body, 'INVALID_ARGUMENT')
+    assert '1 or 3 bands' in body['error']['message']
+
+
+def test_thumbnail_pixels_have_their_class_colours(drawing):
+    from PIL import Image as PILImage
+    import io, numpy as np, rasterio
+    from gee_polygons.emulator import _rgb
+    from gee_polygons.sample_data import sample_raster_path
+    png = gateway.thumbnail(ee.Image(SAMPLE_LAYER.asset_id).select('classification_2015'), {'region': SAMPLE_BOX, 'dimensions': 24, **vis(), 'format': 'png'})
+    px = np.asarray(PILImage.open(io.BytesIO(png)))
+    with rasterio.open(sample_raster_path()) as ds: truth = ds.read(6)[12::25, 12::25]  # 25 raster pixels per thumbnail pixel
+    assert px.shape == (24, 24, 4)
+    for (r, c), code in np.ndenumerate(truth):
+        if code: assert tuple(px[r, c, :3]) == _rgb(SAMPLE_LAYER.palette[int(code)]) and px[r, c, 3] == 255
+        else: assert px[r, c, 3] == 0
+
+
+def test_thumbnail_get_is_retried_through_the_gateway(drawing):
+    drawing.fail_http(':getPixels$', 'unavailable', times=3)
+    with gateway.observe() as calls:
+        png = gateway.thumbnail(ee.Image(SAMPLE_LAYER.asset_id).select('classification_2020'), {'region': SAMPLE_BOX, 'dimensions': 8, **vis(), 'format': 'png'})
+    assert png[:4] == b'\x89PNG' and [k for k, _ in calls] == ['getThumbURL'] + ['getPixels'] * 4

@@ -16,6 +16,7 @@ from gee_polygons import earthengine as E
 from gee_polygons.evaluator import (Evaluator, EvaluationError, UnsupportedAlgorithm, ALGORITHMS, unsupported_algorithms,
                                     sample_evaluator, reduce_pixels, export_csv, export_geojson, M_PER_DEGREE, default_grid)
 from gee_polygons.layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, continuous_schema
+from gee_polygons.result import TRANSITION_SCHEMA
 from gee_polygons.local import local_categorical, local_continuous, polygon_coverage, to_raster_crs, cell_areas
 from gee_polygons.sites import SiteCollection
 import gee_polygons.extract  # noqa: F401  (adds SiteCollection.extract_*)
@@ -75,16 +76,23 @@ def exprs(sites):
 
 
 def test_registry_is_exactly_the_library_algorithms(exprs):
-    used = set().union(*map(algorithm_names, exprs.values()))
+    from gee_polygons.export import tag_job  # export chunks tag every row with their job id
+    used = set().union(*map(algorithm_names, [*exprs.values(), tag_job(exprs['sites_fc'], 'job')]))
     assert used - set(ALGORITHMS) == set(), f'teach the evaluator: {sorted(used - set(ALGORITHMS))}'
     assert set(ALGORITHMS) - used == set(), f'no longer used by the library: {sorted(set(ALGORITHMS) - used)}'
 
 
+def test_job_tags_evaluate(sites):
+    from gee_polygons.export import tag_job
+    rows = sample_evaluator()(tag_job(E.transitions_table(SAMPLE_LAYER, [(2016, 2020)], sites[:2], coverage=True), 'job-1'))
+    assert rows and {r['job_id'] for r in rows} == {'job-1'} and all('site_id' in r for r in rows)
+
+
 def test_coverage_check_catches_a_new_algorithm(sites, exprs):
     assert unsupported_algorithms(*exprs.values()) == set()
-    new = E.categorical_table(SAMPLE_LAYER, [2016], sites[:1]).map(lambda f: f.set('x', ee.Number(2).sqrt()))
-    assert unsupported_algorithms(*exprs.values(), new) == {'Element.set', 'Number.sqrt'}
-    with pytest.raises(UnsupportedAlgorithm, match='does not implement Element.set'): sample_evaluator()(new)
+    new = E.categorical_table(SAMPLE_LAYER, [2016], sites[:1]).map(lambda f: f.set('x', ee.Number(2).sqrt()).setGeometry(None))
+    assert unsupported_algorithms(*exprs.values(), new) == {'Feature.setGeometry', 'Number.sqrt'}
+    with pytest.raises(UnsupportedAlgorithm, match=r'does not implement (Feature\.setGeometry|Number\.sqrt)'): sample_evaluator()(new)
 
 
 def test_function_reference_and_odd_nodes_are_clear_errors():
@@ -306,6 +314,7 @@ def test_every_library_expression_evaluates(exprs, presets):
         rows = ev(expr)
         assert rows, name
         if '/categorical_table' in name: assert set(rows[0]) == set(CATEGORICAL_SCHEMA), name
+        if '/transitions_table' in name: assert set(rows[0]) == set(TRANSITION_SCHEMA), name
         if '/continuous_table' in name:
             layer = LAYERS[name.split('/')[0]]
             assert set(rows[0]) == set(continuous_schema(layer.bands)), name
@@ -435,7 +444,7 @@ def both_modes(assets, expr, **kw) -> tuple:
 def test_every_library_table_is_the_same_under_both_mask_rules(exprs, presets):
     "Presets (MapBiomas, Dynamic World, Sentinel-2 with cloud masks, embedding) and the sample (its 2019 gap)."
     tables = {k: e for k, e in exprs.items() if '_table' in k}
-    assert {k.split('/')[1] for k in tables} == {'categorical_table', 'continuous_table'}
+    assert {k.split('/')[1] for k in tables} == {'categorical_table', 'transitions_table', 'continuous_table'}
     assert {k.split('/')[2] for k in tables if 'continuous' in k} == set(E.FREQUENCIES)
     for name, expr in tables.items():
         a, b = both_modes(presets, expr)

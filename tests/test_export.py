@@ -9,7 +9,7 @@ from gee_polygons.export import ExportConfig, ExportDestination, ExportTask
 from gee_polygons.layers import CategoricalLayer, ContinuousLayer
 from gee_polygons.sites import Site, SiteCollection
 from gee_polygons.testing import block_sockets, NetworkBlockedError
-from test_jobs import squares  # tiny square sites
+from gee_polygons.sample_data import square_sites  # tiny square sites
 
 block_sockets()
 LAYER = CategoricalLayer('projects/example/assets/lulc', {3: 'Forest', 15: 'Pasture'}, {3: '#1f8d49', 15: '#edde8e'},
@@ -33,7 +33,7 @@ def test_sockets_blocked():
 @pytest.fixture(scope='module')
 def big_job():
     "40,000 sites in 800 chunks of 50, max 10 concurrent; the emulator would run 50 at once, and its clock moves 5 s per poll."
-    sites = squares(40_000)
+    sites = square_sites(40_000)
     with Emulator(max_running=50, task_seconds=10, auto_advance=5, advance_on='/operations') as emu:
         emu.connect()
         t = time.perf_counter()
@@ -65,7 +65,7 @@ def test_polls_ask_only_about_unfinished_tasks(big_job):
 # ---- crash and resume ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('when', ['after_start', 'before_start'])
 def test_resume_after_crash_submits_no_chunk_twice(emulator, tmp_path, when):
-    sites, path = squares(200), tmp_path/'job.json'
+    sites, path = square_sites(200), tmp_path/'job.json'
     c = cfg(chunk_size=10, max_concurrent=5, manifest=str(path))
     with pytest.raises(SimulatedCrash), crash_after(7, when=when):
         sites.export_categorical(LAYER, [2020], DEST, c)
@@ -80,7 +80,7 @@ def test_resume_after_crash_submits_no_chunk_twice(emulator, tmp_path, when):
     assert set(job.task_ids) == set(emulator.ops)
 
 def test_resume_of_finished_job_submits_nothing(emulator, tmp_path):
-    sites, c = squares(30), cfg(chunk_size=10, manifest=str(tmp_path/'job.json'))
+    sites, c = square_sites(30), cfg(chunk_size=10, manifest=str(tmp_path/'job.json'))
     assert sites.export_categorical(LAYER, [2020], DEST, c).wait(poll_interval_sec=0.001, progress=False)
     n = sum('table:export' in e['path'] for e in emulator.log)
     job = sites.export_categorical(LAYER, [2020], DEST, c)
@@ -88,7 +88,7 @@ def test_resume_of_finished_job_submits_nothing(emulator, tmp_path):
     assert dict(job.summary()) == {'COMPLETED': 3}
 
 def test_load_in_a_new_process(emulator, tmp_path):
-    sites, path = squares(30), tmp_path/'job.json'
+    sites, path = square_sites(30), tmp_path/'job.json'
     job = sites.export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, manifest=str(path)))
     assert job.wait(poll_interval_sec=0.001, progress=False)
     code = ('from gee_polygons.testing import block_sockets; block_sockets()\n'
@@ -103,7 +103,7 @@ def test_load_in_a_new_process(emulator, tmp_path):
 # ---- failures --------------------------------------------------------------------------------------------------------
 def test_memory_errors_split_until_the_job_completes(emulator, tmp_path):
     emulator.fail_tasks(sites_over(12), 'User memory limit exceeded.')
-    sites = squares(150)
+    sites = square_sites(150)
     job = sites.export_categorical(LAYER, [2020], DEST, cfg(chunk_size=50, max_concurrent=10, manifest=str(tmp_path/'m.json')))
     assert job.wait(poll_interval_sec=0.001, progress=False)
     assert completed_ids(job) == sites.ids
@@ -120,19 +120,23 @@ def test_memory_errors_split_until_the_job_completes(emulator, tmp_path):
         else: assert ch.state == 'COMPLETED' and ch.error is None
 
 def test_single_site_failure_is_reported_not_retried_forever(emulator):
+    "A site failing at every size: tileScale 1, 4, 16, then 4 pieces, then 4 pieces of each; then reported, and no more tasks."
     emulator.fail_tasks(lambda body: 's00003' in json.dumps(body['expression']), 'User memory limit exceeded.')
-    job = squares(8).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=4))
+    job = square_sites(8).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=4))
     assert job.wait(poll_interval_sec=0.001, progress=False) is False
     failed = job.chunk_details(['FAILED'])
-    assert [(f['site_ids'], f['error']) for f in failed] == [(['s00003'], 'User memory limit exceeded.')]
-    assert job.failed_tasks() == [failed[0]['task_id']]
+    assert len(failed) == 16 and {(tuple(f['site_ids']), f['error']) for f in failed} == {(('s00003',), 'User memory limit exceeded.')}
+    assert [f['chunk'] for f in failed] == [f'0000_2_2_p{i}_p{j}' for i in range(4) for j in range(4)]
+    assert job.failed_tasks() == [f['task_id'] for f in failed]
     assert failed[0]['eecu_seconds'] > 0
     s = job.summary()
-    assert (s['FAILED'], s.errors) == (1, {'User memory limit exceeded.': 1}) and s.eecu_seconds > 0
+    assert (s['FAILED'], s.errors) == (16, {'User memory limit exceeded.': 16}) and s.eecu_seconds > 0
+    site_tasks = [o for o in emulator.ops.values() if 's00003' in json.dumps(o.body['expression'])]
+    assert len(site_tasks) == 1 + 1 + 3 + 4 + 16  # its chunks of 4 and 2 sites, the site at 3 tileScales, 4 + 16 pieces
 
 def test_transient_failures_are_retried_up_to_max_retries(emulator):
     emulator.fail_tasks(lambda body: body['description'].endswith('chunk_0001'), 'An internal error has occurred.')
-    job = squares(20).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_retries=2))
+    job = square_sites(20).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_retries=2))
     assert job.wait(poll_interval_sec=0.001, progress=False) is False
     ch = job.manifest.chunks['0001']
     assert (ch.state, ch.attempts, len(set(ch.task_ids))) == ('FAILED', 3, 3)
@@ -144,7 +148,7 @@ def test_http_faults_never_free_a_slot_or_duplicate_a_task(emulator):
     emulator.fail_http('/operations/', 503, times=6)
     emulator.fail_http('/operations/', 429, times=6)
     emulator.fail_http('table:export$', 500, times=3)
-    job = squares(100).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_concurrent=3))
+    job = square_sites(100).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_concurrent=3))
     assert job.wait(poll_interval_sec=0.001, progress=False)
     assert emulator.max_active <= 3
     assert sorted(Counter(o.description for o in emulator.ops.values()).values()) == [1] * 10
@@ -152,14 +156,14 @@ def test_http_faults_never_free_a_slot_or_duplicate_a_task(emulator):
 
 def test_full_project_queue_waits_and_completes(emulator):
     emulator.max_running, emulator.queue_limit = 1, 3
-    job = squares(80).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_concurrent=8))
+    job = square_sites(80).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_concurrent=8))
     assert job.wait(poll_interval_sec=0.001, progress=False)
     refused = [e for e in emulator.log if e['status'] == 429]
     assert refused and len(emulator.ops) == 8
 
 def test_wait_times_out(emulator):
     emulator.task_seconds = 10_000
-    job = squares(20).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10))
+    job = square_sites(20).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10))
     t = time.perf_counter()
     with pytest.warns(gx.ExportDeadlineWarning, match='stopped at its 0-minute deadline'):
         assert job.wait(timeout_minutes=0, poll_interval_sec=0.001, progress=False) is False
@@ -168,7 +172,7 @@ def test_wait_times_out(emulator):
 # ---- cancel ----------------------------------------------------------------------------------------------------------
 def test_cancel_reaches_every_active_task(emulator):
     emulator.max_running, emulator.task_seconds = 3, 10_000
-    job = squares(100).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_concurrent=10))
+    job = square_sites(100).export_categorical(LAYER, [2020], DEST, cfg(chunk_size=10, max_concurrent=10))
     assert Counter(job.status().values()) == {'RUNNING': 3, 'READY': 7}
     cancelled = job.cancel()
     asked = {e['path'].rsplit('/', 1)[-1].removesuffix(':cancel') for e in emulator.log if e['path'].endswith(':cancel')}
@@ -181,7 +185,7 @@ def test_cancel_reaches_every_active_task(emulator):
 def test_files_land_where_results_info_says(emulator):
     dest = ExportDestination('drive', 'my_exports', file_prefix='lulc', file_format='GeoJSON')
     layer = ContinuousLayer('COPERNICUS/S2_SR_HARMONIZED', ['B4', 'B8'], scale=10)
-    job = squares(25).export_continuous(layer, '2020-01-01', '2021-01-01', dest, config=cfg(chunk_size=10))
+    job = square_sites(25).export_continuous(layer, '2020-01-01', '2021-01-01', dest, config=cfg(chunk_size=10))
     assert job.wait(poll_interval_sec=0.001, progress=False)
     info = job.results_info()
     assert [i['output_url'] for i in info.values()] == [[f'drive://my_exports/lulc_{job.job_id}_chunk_{i:04d}.geojson'] for i in range(3)]
@@ -189,18 +193,18 @@ def test_files_land_where_results_info_says(emulator):
     for tid, i in info.items():
         op = emulator.ops[tid]
         assert op.path.name == i['output_url'][0].rsplit('/', 1)[-1] and op.path.exists()
-        assert op.body['selectors'] == ['site_id', 'period', 'B4', 'B8', 'valid_count']
+        assert op.body['selectors'] == ['site_id', 'period', 'B4', 'B8', 'valid_count', 'site_n', 'ever_n', 'job_id']  # coverage, job id
         assert op.body['fileExportOptions']['fileFormat'] == 'GEO_JSON'
         assert i['destination_uris'] == op.uris and i['state'] == 'COMPLETED'
 
 def test_dry_run_submits_nothing(emulator):
-    plan = squares(120).export_categorical(LAYER, [2020, 2021], DEST, cfg(chunk_size=50), dry_run=True)
+    plan = square_sites(120).export_categorical(LAYER, [2020, 2021], DEST, cfg(chunk_size=50), dry_run=True)
     assert (plan.n_tasks, plan.sites_per_task) == (3, [50, 50, 20])
     assert plan.bytes_per_task[0] > plan.bytes_per_task[2] > 0
     assert not [e for e in emulator.log if e['method'] == 'POST']
 
 def test_oversized_chunks_are_split_before_submission(emulator, monkeypatch):
-    sites = squares(40)
+    sites = square_sites(40)
     full = sites.export_categorical(LAYER, [2020], DEST, cfg(chunk_size=40), dry_run=True).bytes_per_task[0]
     monkeypatch.setattr(gx, 'MAX_REQUEST_BYTES', full - 1)
     job = sites.export_categorical(LAYER, [2020], DEST, cfg(chunk_size=40))
@@ -251,8 +255,8 @@ def test_bad_value_messages_are_distinct():
 
 def test_manifest_of_another_job_is_refused(emulator, tmp_path):
     c = cfg(chunk_size=10, manifest=str(tmp_path/'job.json'))
-    squares(20).export_categorical(LAYER, [2020], DEST, c)
+    square_sites(20).export_categorical(LAYER, [2020], DEST, c)
     with pytest.raises(ValueError, match=r"different export job \(differs in \['years'\]\)"):
-        squares(20).export_categorical(LAYER, [2021], DEST, c)
+        square_sites(20).export_categorical(LAYER, [2021], DEST, c)
     (tmp_path/'junk.json').write_text('not json')
     with pytest.raises(ValueError, match='is not a gee_polygons export manifest'): ExportTask.load(tmp_path/'junk.json')

@@ -166,3 +166,18 @@ def test_pieces_of_a_continuous_site_recombine_exactly(tmp_path):
         for c in ('NDVI', 'valid_count', 'site_n', 'ever_n'):
             np.testing.assert_allclose(pieces[c].fillna(-1), whole[c].fillna(-1), rtol=1e-9, err_msg=(stat, c))
     assert sorted(whole.period.dropna()) == ['2020-02', '2020-06']
+
+
+def test_transitions_every_site_in_data_or_errors():
+    "extract_transitions shares extract_categorical's path: failures and empty sites end in errors, the rest in data."
+    ids = SITES.ids
+    def answer(req):
+        if ids[3] in req: raise ee.EEException('Image.load: Asset not found.')
+        return [dict(site_id=i, year_from=2019, year_to=2020, class_from=3, class_from_name='Forest', class_to=15,
+                     class_to_name='Pasture', count=4.0, area_ha=.36, fraction=1.0) for i in req if i != ids[5]]
+    with fake_server(answer) as calls:
+        r = SITES.extract_transitions(MB, [2019, 2020], chunk_size=4, progress=False)
+    assert r.kind == 'transitions' and set(r.data.site_id) | set(r.failed_ids) == set(ids)
+    assert dict(r.errors)[ids[3]] == 'Image.load: Asset not found.' and dict(r.errors)[ids[5]] == X._NO_CLASSES
+    assert set(r.failed_ids) == set(ids[:4]) | {ids[5]} and len(calls) == 5  # the failed chunk's sites share its error
+    assert r.provenance['engine'] == 'ee' and r.provenance['asset_id'] == MB.asset_id

@@ -79,7 +79,61 @@ def test_persistent_unavailability_still_fails_after_the_retries(waits):
         emu.connect(max_retries=0)
         emu.fail_http('/operations$', 'unavailable', times=None)
         with pytest.raises(ee.EEException, match='The service is currently unavailable.'): gateway.list_operations()
-        assert len(waits) == gateway.policy.retries
+        assert 1 <= len(waits) <= gateway.policy.retries and sum(waits) <= gateway.policy.max_total_wait
+
+
+class FakeTime:
+    "A clock that moves only when slept on."
+    def __init__(self): self.now, self.waits = 0.0, []
+    def sleep(self, s): self.now += s; self.waits.append(s)
+    def clock(self): return self.now
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    ft = FakeTime()
+    monkeypatch.setattr(gateway.policy, 'sleep', ft.sleep); monkeypatch.setattr(gateway.policy, 'clock', ft.clock)
+    return ft
+
+
+def unavailable(kind, args): return ee.EEException('The service is currently unavailable.')
+
+
+def test_many_retries_never_wait_beyond_the_budget(fake_time, monkeypatch):
+    monkeypatch.setattr(gateway.policy, 'retries', 10_000)
+    with gateway.inject(unavailable) as fired, pytest.raises(ee.EEException, match='currently unavailable'):
+        gateway.ee_call('compute', lambda: 'ok')
+    assert sum(fake_time.waits) == pytest.approx(gateway.policy.max_total_wait) and len(fired) < 100
+    assert max(fake_time.waits) <= gateway.policy.cap
+
+
+def test_the_default_budget_rides_out_a_burst_of_eight(fake_time):
+    for _ in range(50):  # whatever the jitter
+        fake_time.waits = []
+        with gateway.inject(unavailable, times=8): assert gateway.ee_call('compute', lambda: 'ok') == 'ok'
+        assert len(fake_time.waits) == 8
+
+
+def test_a_callers_deadline_cuts_the_waits_short(fake_time):
+    with gateway.deadline(7), gateway.inject(unavailable), pytest.raises(ee.EEException):
+        gateway.ee_call('compute', lambda: 'ok')
+    assert sum(fake_time.waits) == pytest.approx(7)
+    fake_time.waits = []
+    with gateway.deadline(0), gateway.inject(unavailable) as fired, pytest.raises(ee.EEException):
+        gateway.ee_call('compute', lambda: 'ok')
+    assert (fake_time.waits, len(fired)) == ([], 1)  # past the deadline: one attempt, no retry
+    with gateway.deadline(5):
+        with gateway.deadline(100): assert gateway.time_left() <= 5  # nested blocks cannot extend the outer one
+    assert gateway.time_left() == float('inf')
+
+
+def test_budget_and_deadline_apply_to_calls_in_other_threads_only_inside_their_context(fake_time):
+    import concurrent.futures as cf, contextvars
+    with gateway.deadline(3):
+        ctx = contextvars.copy_context()
+        with cf.ThreadPoolExecutor(1) as ex:
+            assert ex.submit(ctx.run, gateway.time_left).result() <= 3
+            assert ex.submit(gateway.time_left).result() == float('inf')
 
 
 def test_a_forgotten_operation_is_not_found_and_not_retried(waits):

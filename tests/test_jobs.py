@@ -3,6 +3,7 @@ import json, os, socket, subprocess, sys, time
 from collections import Counter
 from pathlib import Path
 import pytest
+from gee_polygons.sample_data import square_sites
 from gee_polygons import gateway, export as gx
 from gee_polygons.emulator import Emulator, SimulatedCrash, crash_after
 from gee_polygons.export import ExportConfig, ExportDestination, ExportTask, ExportDeadlineWarning
@@ -15,14 +16,6 @@ block_sockets()
 TESTS = Path(__file__).resolve().parent
 LAYER = CategoricalLayer('projects/example/assets/lulc', {3: 'Forest', 15: 'Pasture'}, {3: '#1f8d49', 15: '#edde8e'},
                          years=range(2015, 2025), name='example')
-
-def squares(n:int, prefix:str='s') -> SiteCollection:
-    "`n` tiny square sites with ids `{prefix}00000`..."
-    def sq(i, s=0.0005):
-        x, y = -60 + (i % 400) * 0.001, -10 + (i // 400) * 0.001
-        return {'type': 'Polygon', 'coordinates': [[[x, y], [x + s, y], [x + s, y + s], [x, y + s], [x, y]]]}
-    return SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': [
-        {'type': 'Feature', 'geometry': sq(i), 'properties': {'site_id': f'{prefix}{i:05d}'}} for i in range(n)]})
 
 def cfg(**kw) -> ExportConfig: return ExportConfig(**{'poll_interval_sec': 0.001, **kw})
 
@@ -40,7 +33,8 @@ import json, os, sys
 from gee_polygons.testing import block_sockets; block_sockets()
 from gee_polygons.emulator import connect_client
 from gee_polygons import export as gx, gateway
-sys.path.insert(0, {tests!r}); from test_jobs import squares, LAYER
+sys.path.insert(0, {tests!r}); from test_jobs import LAYER
+from gee_polygons.sample_data import square_sites
 gateway.policy.sleep = lambda s: None
 a = json.loads(sys.argv[1])
 connect_client(a['url'])
@@ -54,7 +48,7 @@ if a.get('die_after'):  # die for real (no cleanup) right after this many starts
 cfg = gx.ExportConfig(chunk_size=a['chunk'], max_concurrent=a.get('max_concurrent', 10), poll_interval_sec=0.001,
                       manifest=a['manifest'])
 try:
-    job = squares(a['n'], a.get('prefix', 's')).export_categorical(LAYER, a.get('years', [2020]),
+    job = square_sites(a['n'], a.get('prefix', 's')).export_categorical(LAYER, a.get('years', [2020]),
                                                                    gx.ExportDestination('drive', a.get('folder', 'shared')), cfg)
     ok = job.wait(timeout_minutes=a.get('timeout', 5), poll_interval_sec=0.001, progress=False)
 except gx.ManifestLockedError as e:
@@ -96,7 +90,7 @@ def test_two_jobs_in_one_folder_never_collide_and_collect_keeps_each_jobs_rows(t
         assert sorted(res.data['site_id'].unique()) == sorted(sites.ids)
 
 def test_descriptions_carry_the_job_id_and_stay_within_100_characters(emulator):
-    job = squares(3).export_categorical(LAYER, [2020], ExportDestination('drive', 'f', 'lulc'),
+    job = square_sites(3).export_categorical(LAYER, [2020], ExportDestination('drive', 'f', 'lulc'),
                                         cfg(chunk_size=1, description_prefix='p' * 60))
     assert job.wait(poll_interval_sec=0.001, progress=False)
     descs = exports(emulator)
@@ -105,7 +99,7 @@ def test_descriptions_carry_the_job_id_and_stay_within_100_characters(emulator):
 
 # ---- crash recovery adopts only this job's tasks -------------------------------------------------------------------------
 def test_resume_adopts_only_its_own_orphan_with_another_jobs_orphan_present(emulator, tmp_path):
-    sites, dest = squares(40), ExportDestination('drive', 'shared')
+    sites, dest = square_sites(40), ExportDestination('drive', 'shared')
     c = lambda name: cfg(chunk_size=10, max_concurrent=4, manifest=str(tmp_path/name))  # same description prefix for both
     for name, years in (('b.json', [2021]), ('a.json', [2020])):
         with pytest.raises(SimulatedCrash), crash_after(2):  # the 2nd task is started but never recorded
@@ -127,8 +121,8 @@ def test_recovery_does_not_depend_on_listing_order(tmp_path):
         with Emulator(max_running=10, task_seconds=10, auto_advance=5, list_order=order) as emu:
             emu.connect()
             c = cfg(chunk_size=5, manifest=str(tmp_path/f'{order}.json'))
-            with pytest.raises(SimulatedCrash), crash_after(3): squares(20).export_categorical(LAYER, [2020], DEST_F, c)
-            job = squares(20).export_categorical(LAYER, [2020], DEST_F, c)
+            with pytest.raises(SimulatedCrash), crash_after(3): square_sites(20).export_categorical(LAYER, [2020], DEST_F, c)
+            job = square_sites(20).export_categorical(LAYER, [2020], DEST_F, c)
             assert job.wait(poll_interval_sec=0.001, progress=False)
             assert len(emu.ops) == 4 and job.manifest.chunks['0002'].task_id in emu.ops
 
@@ -152,7 +146,7 @@ def test_second_process_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_pat
         assert json.loads(Path(f'{path}.owner').read_text())['pid'] == holder.pid  # the dead holder's record remains
         emu.max_running = 10
         emu.connect()
-        job = squares(30).export_categorical(LAYER, [2020], ExportDestination('drive', 'shared'),
+        job = square_sites(30).export_categorical(LAYER, [2020], ExportDestination('drive', 'shared'),
                                              cfg(chunk_size=5, max_concurrent=2, manifest=str(path)))  # takes the lock over
         assert job.wait(poll_interval_sec=0.001, progress=False)
         assert sorted(Counter(exports(emu)).values()) == [1] * 6 and not Path(f'{path}.owner').exists()
@@ -160,7 +154,7 @@ def test_second_process_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_pat
 def test_status_reads_without_the_lock_and_never_overwrites_the_writer(emulator, tmp_path):
     path = tmp_path/'job.json'
     emulator.max_running = 0
-    job = squares(20).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, max_concurrent=4, manifest=str(path)))
+    job = square_sites(20).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, max_concurrent=4, manifest=str(path)))
     hold = ('import sys, time; from gee_polygons.jobs import ManifestLock\n'
             'lk = ManifestLock(sys.argv[1]); lk.acquire(); print("holding", flush=True); time.sleep(120)')
     writer = subprocess.Popen([sys.executable, '-c', hold, str(path)], stdout=subprocess.PIPE, text=True)
@@ -176,7 +170,7 @@ def test_status_reads_without_the_lock_and_never_overwrites_the_writer(emulator,
 
 # ---- nothing hangs ---------------------------------------------------------------------------------------------------------
 def test_deadline_during_submission_returns_false_with_the_manifest_saved(emulator, tmp_path):
-    path, sites = tmp_path/'job.json', squares(50)
+    path, sites = tmp_path/'job.json', square_sites(50)
     emulator.max_running = 0  # tasks never start: the throttle would wait forever
     with pytest.warns(ExportDeadlineWarning, match='stopped at its 0.02-minute deadline with 8 chunks not submitted and 2 unfinished'):
         job = sites.export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, max_concurrent=2, manifest=str(path)),
@@ -192,16 +186,16 @@ def test_finished_operations_dropping_out_of_the_listing_change_nothing(tmp_path
     with Emulator(max_running=10, task_seconds=10, auto_advance=5, list_retention=0) as emu:
         emu.connect()
         c = cfg(chunk_size=5, manifest=str(tmp_path/'job.json'))
-        with pytest.raises(SimulatedCrash), crash_after(3): squares(30).export_categorical(LAYER, [2020], DEST_F, c)
-        job = squares(30).export_categorical(LAYER, [2020], DEST_F, c)
+        with pytest.raises(SimulatedCrash), crash_after(3): square_sites(30).export_categorical(LAYER, [2020], DEST_F, c)
+        job = square_sites(30).export_categorical(LAYER, [2020], DEST_F, c)
         assert job.wait(poll_interval_sec=0.001, progress=False)
         emu.forget()  # every finished operation leaves the listing
-        again = squares(30).export_categorical(LAYER, [2020], DEST_F, c)  # resuming a finished job
+        again = square_sites(30).export_categorical(LAYER, [2020], DEST_F, c)  # resuming a finished job
         assert dict(again.summary()) == {'COMPLETED': 6} and len(emu.ops) == 6
 
 def test_a_task_forgotten_by_get_too_is_lost_and_resubmitted_with_its_lineage(emulator, tmp_path):
     emulator.max_running = 0
-    job = squares(20).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, max_concurrent=4, manifest=str(tmp_path/'j.json')))
+    job = square_sites(20).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, max_concurrent=4, manifest=str(tmp_path/'j.json')))
     first = job.manifest.chunks['0001'].task_id
     emulator.forget([first], get=True)
     assert job.status()[first] == 'LOST'
@@ -217,7 +211,7 @@ def test_a_task_forgotten_by_get_too_is_lost_and_resubmitted_with_its_lineage(em
 def test_job_meta_is_on_disk_before_the_first_start(emulator, tmp_path):
     path = tmp_path/'job.json'
     with pytest.raises(SimulatedCrash), crash_after(0, when='before_start'):
-        squares(10).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, manifest=str(path)),
+        square_sites(10).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, manifest=str(path)),
                                        job_meta={'cli': {'sites': 'farms.gpkg', 'layer': 'example'}})
     assert Manifest.load(path).job['meta'] == {'cli': {'sites': 'farms.gpkg', 'layer': 'example'}} and not emulator.ops
 
@@ -231,7 +225,7 @@ def test_job_meta_is_on_disk_before_the_first_start(emulator, tmp_path):
     (lambda d: d.update(chunks={}), 'it has no "job" object and "chunks" list')])
 def test_hand_edited_manifest_is_one_line(emulator, tmp_path, edit, message):
     path = tmp_path/'job.json'
-    squares(10).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, manifest=str(path)))
+    square_sites(10).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, manifest=str(path)))
     d = json.loads(path.read_text()); edit(d); path.write_text(json.dumps(d))
     with pytest.raises(ValueError) as e: ExportTask.load(path)
     assert message in str(e.value) and '\n' not in str(e.value) and str(path) in str(e.value)
@@ -242,7 +236,7 @@ def test_hand_edited_manifest_is_one_line(emulator, tmp_path, edit, message):
     (lambda d: d['chunks'][0]['site_ids'].reverse(), "their site ids differ from the job's")])
 def test_chunks_must_cover_the_sites_exactly_once(emulator, tmp_path, edit, message):
     path = tmp_path/'job.json'
-    squares(10).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, manifest=str(path)))
+    square_sites(10).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=5, manifest=str(path)))
     check_coverage(Manifest.load(path))
     d = json.loads(path.read_text()); edit(d); path.write_text(json.dumps(d))
     with pytest.raises(ValueError) as e: check_coverage(Manifest.load(path))
@@ -253,7 +247,7 @@ def test_contract_of_the_seed_api(emulator):
     import dataclasses
     assert all(dataclasses.is_dataclass(c) for c in (ExportDestination, ExportConfig, ExportTask))
     assert [f.name for f in dataclasses.fields(ExportTask)][:4] == ['task_ids', 'destination', 'config', 'chunk_mapping']
-    job = squares(20).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=10))
+    job = square_sites(20).export_categorical(LAYER, [2020], DEST_F, cfg(chunk_size=10))
     assert job.wait(poll_interval_sec=0.001, progress=False) is True
     watch = ExportTask(job.task_ids, DEST_F, cfg(), job.chunk_mapping)
     assert watch.status() == {t: 'COMPLETED' for t in job.task_ids} and watch.summary() == {'COMPLETED': 2}

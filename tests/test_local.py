@@ -8,8 +8,10 @@ exactextract = pytest.importorskip('exactextract')
 
 from gee_polygons.layers import CategoricalLayer, ContinuousLayer
 from gee_polygons.sites import Site, SiteCollection
-from gee_polygons.local import (local_categorical, local_continuous, polygon_coverage, weighted_stats, cell_areas,
-                                class_areas)
+from gee_polygons.local import (local_categorical, local_continuous, local_transitions, polygon_coverage, weighted_stats,
+                                cell_areas, cell_class_areas)
+import gee_polygons.local as L
+from gee_polygons.result import TRANSITION_SCHEMA
 from gee_polygons.sample_data import SAMPLE_LAYER, sample_sites_path, sample_raster_path
 
 GEOD = pyproj.Geod(ellps='WGS84')
@@ -150,7 +152,7 @@ def test_class_areas_on_shifted_boxes_are_exact(r0, c0, h, w, seed, frac):
     t = Affine(10, 0, 0, 0, -10, 640)
     geom = shapely.box(10 * (c0 + frac), 640 - 10 * (r0 + h + frac), 10 * (c0 + w + frac), 640 - 10 * (r0 + frac))
     (cells, cov), = polygon_coverage([geom], t, (64, 64))
-    lay, cls, cnt, area = class_areas(arr.reshape(1, -1)[:, cells], cov, np.full(len(cells), 100.0))
+    lay, cls, cnt, area = cell_class_areas(arr.reshape(1, -1)[:, cells], cov, np.full(len(cells), 100.0))
     weights = np.zeros((64, 64))  # the analytic coverage of each pixel: overlap of [c0+frac, c0+w+frac) per axis
     ov = lambda lo, n: np.clip(np.minimum(np.arange(64) + 1, lo + n) - np.maximum(np.arange(64), lo), 0, 1)
     weights = np.outer(ov(r0 + frac, h), ov(c0 + frac, w))
@@ -239,3 +241,96 @@ def test_a_raster_without_crs_is_named(tmp_path):
     site = Site('a', shapely.box(-47.999, -15.005, -47.995, -15.001))
     with pytest.raises(ValueError, match='nocrs.tif has no CRS; set one'):
         local_categorical([site], LYR, [2020], path, band_years=[2020], progress=False)
+
+
+# ---- transitions (issue 12) and the fast engine's equality with the reference path (issue 14)
+
+def test_transitions_invariants_against_class_areas_with_workers(geo):
+    """Sum over class_to = class areas of year_from (year_to fully classified), over class_from = those of year_to
+    (year_from fully classified); identical years = the diagonal; two workers = one process."""
+    path, sites, _ = geo
+    pairs = [(2020, 2021), (2021, 2020), (2020, 2020)]
+    one = local_transitions(sites, LYR, pairs, path, workers=1, progress=False)
+    two = local_transitions(sites, LYR, pairs, path, workers=2, progress=False, piece_size=40)
+    pd.testing.assert_frame_equal(one.data, two.data)
+    assert (one.errors, one.warnings) == (two.errors, two.warnings) and one.data.dtypes.astype(str).to_dict() == TRANSITION_SCHEMA
+    cat = local_categorical(sites, LYR, [2020, 2021], path, progress=False).data.set_index(['site_id', 'year', 'class_value']).area_ha
+    d = one.data
+    fwd = d[(d.year_from == 2021) & (d.year_to == 2020)].groupby(['site_id', 'year_from', 'class_from']).area_ha.sum()
+    np.testing.assert_allclose(fwd.to_numpy(), cat.loc[fwd.index].to_numpy(), rtol=1e-12)
+    assert len(fwd) == len(cat.xs(2021, level='year'))
+    bwd = d[(d.year_from == 2020) & (d.year_to == 2021)].groupby(['site_id', 'year_to', 'class_to']).area_ha.sum()
+    np.testing.assert_allclose(bwd.to_numpy(), cat.loc[bwd.index].to_numpy(), rtol=1e-12)
+    diag = d[(d.year_from == 2020) & (d.year_to == 2020)]
+    assert (diag.class_from == diag.class_to).all()
+    np.testing.assert_allclose(diag.area_ha.to_numpy(), cat.xs(2020, level='year').to_numpy(), rtol=1e-12)
+    frac = d.groupby(['site_id', 'year_from', 'year_to']).fraction.sum()
+    assert (frac <= 1 + 1e-12).all() and np.allclose(frac.xs((2021, 2020), level=(1, 2)), 1, atol=1e-12)
+    assert frac.xs((2020, 2021), level=(1, 2)).min() < 0.999  # the nodata block of 2021 drops out of (2020, 2021)
+
+
+@pytest.mark.parametrize('dtype', ['uint8', 'int16'])
+def test_transitions_exact_on_a_pixel_aligned_truth_raster(tmp_path, dtype):
+    "Boxes on the pixel grid of a UTM raster: every transition is a whole number of 900 m2 pixels (both code paths)."
+    rng = np.random.default_rng(3)
+    arr = rng.choice(np.array([3, 15, 33, 0], dtype), size=(3, 50, 60), p=[0.4, 0.3, 0.2, 0.1])
+    T = Affine(30, 0, 600000, 0, -30, 8200000)
+    path = write(tmp_path / 't.tif', arr, T, 'EPSG:32723', 0, [f'classification_{y}' for y in (2020, 2021, 2022)])
+    lyr = CategoricalLayer('users/x/t', {3: 'Forest', 15: 'Pasture', 33: 'Water'}, {}, [2020, 2021, 2022], name='t')
+    to4326 = pyproj.Transformer.from_crs('EPSG:32723', 'EPSG:4326', always_xy=True)
+    boxes = [(0, 0, 10, 12), (5, 20, 30, 45), (31, 1, 50, 60)]
+    poly = lambda r0, c0, r1, c1: shapely.transform(shapely.box(600000 + 30 * c0, 8200000 - 30 * r1, 600000 + 30 * c1,
+                                                                8200000 - 30 * r0), lambda xy: np.column_stack(to4326.transform(*xy.T)))
+    sites = [Site(f'b{i}', poly(*b)) for i, b in enumerate(boxes)]
+    res = local_transitions(sites, lyr, [(2020, 2022), (2021, 2022), (2022, 2022)], path, progress=False)
+    assert res.data.groupby(['site_id', 'year_from', 'year_to']).ngroups == 9
+    for (sid, y0, y1), g in res.data.groupby(['site_id', 'year_from', 'year_to']):
+        r0, c0, r1, c1 = boxes[int(sid[1])]
+        a, b = arr[y0 - 2020, r0:r1, c0:c1].astype(int), arr[y1 - 2020, r0:r1, c0:c1].astype(int)
+        ok = (a != 0) & (b != 0)
+        codes, counts = np.unique(a[ok] * 1000 + b[ok], return_counts=True)
+        assert g.class_from.tolist() == (codes // 1000).tolist() and g.class_to.tolist() == (codes % 1000).tolist()
+        np.testing.assert_allclose(g.area_ha.to_numpy(), counts * 0.09, rtol=1e-9)
+        np.testing.assert_allclose(g['count'].to_numpy(), counts, rtol=1e-6)
+        np.testing.assert_allclose(g.fraction.to_numpy(), counts / (a != 0).sum(), rtol=1e-9)
+    assert res.data.class_to_name[res.data.class_to == 33].iloc[0] == 'Water'
+
+
+def test_transitions_errors_are_one_line(geo):
+    path, sites, _ = geo
+    for bad in ([], [2020, 2021, 2022], [(2020, 2021, 2022)], 'x', None):
+        with pytest.raises(ValueError, match=r'pairs must be \(year_from, year_to\) pairs of years'):
+            local_transitions(sites, LYR, bad, path, progress=False)
+    with pytest.raises(ValueError, match='available years are 2020-2021'): local_transitions(sites, LYR, [(2019, 2020)], path)
+    with pytest.raises(TypeError, match='Expected a CategoricalLayer'):
+        local_transitions(sites, ContinuousLayer('x', ['NDVI']), [(2020, 2021)], path)
+    with pytest.raises(ValueError, match='between 0 and 1'): local_transitions(sites, LYR, [(2020, 2021)], path, min_coverage=2)
+
+
+def test_extract_transitions_dispatches_to_the_local_engine():
+    import gee_polygons.extract  # noqa: F401 (adds SiteCollection.extract_transitions)
+    sites = SiteCollection.from_file(sample_sites_path())
+    y0, y1 = SAMPLE_LAYER.years[0], SAMPLE_LAYER.years[-1]
+    direct = local_transitions(sites, SAMPLE_LAYER, [(y0, y1)], sample_raster_path(), progress=False)
+    via = sites.extract_transitions(SAMPLE_LAYER, pairs=[(y0, y1)], source=sample_raster_path(), progress=False)
+    pd.testing.assert_frame_equal(direct.data, via.data)
+    assert direct.provenance['engine'] == 'local' and direct.provenance['earth'] == 'wgs84'
+
+
+def test_fast_engine_equals_the_reference_path_on_the_sample(monkeypatch):
+    """The compiled tile-run engine's tables equal the window-by-window reference (one read and one reduction per site)
+    within 1e-9, for class areas and transitions."""
+    sites = SiteCollection.from_file(sample_sites_path())
+    years, pairs = SAMPLE_LAYER.years, list(zip(SAMPLE_LAYER.years, SAMPLE_LAYER.years[1:]))
+    fast = (local_categorical(sites, SAMPLE_LAYER, years, sample_raster_path(), progress=False),
+            local_transitions(sites, SAMPLE_LAYER, pairs, sample_raster_path(), progress=False))
+    monkeypatch.setattr(L, 'categorical_piece', L._categorical_windows)
+    monkeypatch.setattr(L, 'transitions_piece', lambda st, g, p: L._piece_windows(
+        st, g, L._TRANSITION_ROWS, lambda v, c, a: L.cell_transitions(v, c, a, p, st.nodata)))
+    ref = (local_categorical(sites, SAMPLE_LAYER, years, sample_raster_path(), progress=False),
+           local_transitions(sites, SAMPLE_LAYER, pairs, sample_raster_path(), progress=False))
+    for f, r in zip(fast, ref):
+        num = ['count', 'area_ha', 'fraction']
+        pd.testing.assert_frame_equal(f.data.drop(columns=num), r.data.drop(columns=num))
+        for c in num: np.testing.assert_allclose(f.data[c], r.data[c], rtol=1e-9, atol=0)
+        assert (f.errors, f.warnings) == (r.errors, r.warnings)

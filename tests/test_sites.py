@@ -423,3 +423,20 @@ def test_from_geojson_path_text_or_object(tmp_path, monkeypatch):
         (tmp_path / 'all_sites.geojson').write_text(json.dumps(fc(SQ, SQ, props=[{'site_id': 'a'}, {'site_id': 'a'}])))
         SiteCollection.from_geojson('all_sites.geojson')
     assert [SiteCollection.from_geojson(data, lazy_threshold=t).lazy for t in (1, 2)] == [True, False]
+
+
+def test_bulk_geojson_parse_pauses_the_collector_and_restores_it(tmp_path, monkeypatch):
+    "The cyclic GC is off while a GeoJSON file is parsed and packed (issue 14), and back on after, also after an error."
+    import gc, json as _json
+    import gee_polygons.sites as S
+    feats = [{'type': 'Feature', 'properties': {'site_id': f's{i}'},
+              'geometry': {'type': 'Polygon', 'coordinates': [[[i, 0], [i + 1, 0], [i + 1, 1], [i, 0]]]}} for i in range(3)]
+    (tmp_path / 'a.geojson').write_text(_json.dumps({'type': 'FeatureCollection', 'features': feats}))
+    seen, load = [], S.json.load
+    monkeypatch.setattr(S.json, 'load', lambda f: seen.append(gc.isenabled()) or load(f))
+    assert S.SiteCollection.from_file(tmp_path / 'a.geojson').ids == ['s0', 's1', 's2']
+    assert seen == [False] and gc.isenabled()
+    (tmp_path / 'bad.geojson').write_text('{"type": "FeatureCollection", "features": [,]}')
+    with pytest.raises(ValueError, match='is not valid JSON'): S.SiteCollection.from_file(tmp_path / 'bad.geojson')
+    assert gc.isenabled()
+    assert S.SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': feats}).ids == ['s0', 's1', 's2'] and gc.isenabled()

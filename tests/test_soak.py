@@ -8,7 +8,8 @@ from collections import Counter, defaultdict
 import pytest
 from gee_polygons.emulator import Emulator, site_ids
 from gee_polygons.testing import block_sockets
-from test_jobs import child, squares  # the child process runs test_jobs.CHILD
+from test_jobs import child  # the child process runs test_jobs.CHILD
+from gee_polygons.sample_data import square_sites
 
 block_sockets()
 N_SITES, CHUNK, MAX_CONCURRENT = 1600, 4, 10  # 400 chunks per job
@@ -82,4 +83,4 @@ def test_no_site_lost_and_every_row_belongs_to_its_job(soak):
     for p in 'ab':
         res = collect(tmp/f'{p}.json', source=tmp/'out'/'drive'/'shared')
         assert res.complete
-        assert sorted(res.data['site_id']) == squares(N_SITES, p).ids  # every site once, none of the other job's
+        assert sorted(res.data['site_id']) == square_sites(N_SITES, p).ids  # every site once, none of the other job's

@@ -22,7 +22,11 @@ def check(root:Path) -> list:
         shutil.copytree(root, work, ignore=shutil.ignore_patterns('.git', '.venv', '.ci-venv', '_docs', '_proc', 'bench'))
         p = subprocess.run([str(Path(sys.executable).parent/'nbdev-proc-nbs')], cwd=work, capture_output=True, text=True)
         out = p.stdout + p.stderr
-        found = [l.strip() for l in out.splitlines() if any(k in l for k in PROBLEMS)]
+        lines = out.splitlines()
+        found = [l.strip() for l in lines if any(k in l for k in PROBLEMS)]
+        found += [f'  (the error: {l.strip()})' for l in lines if l[:1].isupper() and l.split(':')[0].endswith(('Error', 'Exception'))
+                  and 'Error in notebook' not in l]
+        found = list(dict.fromkeys(found))
         if p.returncode and not found: found = [f'nbdev-proc-nbs exited {p.returncode}: {out.strip().splitlines()[-1:]}']
         return found
 

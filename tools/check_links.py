@@ -11,15 +11,18 @@ to the page the package's `_modidx.py` index gives for it. For the project's own
 prefix, and when two modules define the same name the FIRST module in the index wins (they are sorted by module
 name), so `collect` on any page links to the CLI's `collect` (gee_polygons.cli) rather than gee_polygons.results.
 
-This check runs the same lookup and decides which page each name should link to:
-1. the page's own module (its `#| default_exp`), when that module defines the name;
+This check runs the same lookup on every page and resolves each linked name to the page that should define it:
+1. the page's own module (its `#| default_exp`), when it defines the name (as a function or class, or as a method
+   `Class.name`: `wait` on the export page means `ExportTask.wait`);
 2. else the module the page imports the name from (`from gee_polygons.results import collect`, or the package's
    lazy `from gee_polygons import collect`);
-3. else, when several modules define the name, it is reported as AMBIGUOUS with the candidates;
-and reports WRONG when the link goes elsewhere, and MISSING-PAGE when the linked page is not built from any notebook.
-A name that links to the CLI page from another page while some class also has a method of that name (`wait` ->
-cli.html although the page means `ExportTask.wait`) is reported as SUSPECT. Links to other packages' sites
-(fastcore, nbdev) are not checked. Exit 1 on WRONG or MISSING-PAGE.
+3. else any module the page imports from that defines it;
+4. else, when modules define it on more than one page, the reader cannot tell which is meant: AMBIGUOUS.
+It reports WRONG when the link goes to another page than the one so resolved, and MISSING-PAGE when the linked page
+is not built from any notebook or an index entry's source link names a file or line the package does not have,
+and NESTED-LINK for a linked name in backticks inside a markdown link's text (nbdev would put a link in the link).
+Links to other packages' sites (fastcore, nbdev) are not checked. Exit 1 on any of them. Fix one by renaming the
+clashing name, or by writing the qualified name (`ExportTask.wait`, `results.collect`), which links unambiguously.
 """
 import ast, json, re, sys
 from pathlib import Path
@@ -50,12 +53,16 @@ def _markdown_texts(nb:dict):
             md = o.get('data', {}).get('text/markdown')
             if md: yield i, ''.join(md) if isinstance(md, list) else md
 
-def linkable(md:str):
+_re_link_text = re.compile(r'\[([^\[\]]*)\]\(')  # the text of a markdown link: [text](
+
+def linkable(md:str, in_links:bool=False):
     "Backticked names in `md` that linkify would consider (outside ``` fences and 4-space indented lines)."
     in_fence = False
     for line in md.splitlines():
         if line.startswith('```'): in_fence = not in_fence
-        elif not line.startswith('    ') and not in_fence: yield from (m.group(1) for m in _re_backticks.finditer(line))
+        elif not line.startswith('    ') and not in_fence:
+            if in_links: line = ' '.join(m.group(1) for m in _re_link_text.finditer(line))
+            yield from (m.group(1) for m in _re_backticks.finditer(line))
 
 def page_modules(nb:dict) -> tuple:
     "(the page's own module or None, {name: module} imported from the package in its code cells)."
@@ -76,19 +83,34 @@ def page_modules(nb:dict) -> tuple:
                     imported[a.asname or a.name] = mod
     return own, imported
 
-def _methods(names:dict, name:str) -> list:
-    "Pages of methods called `name` (keys 'Class.name')."
-    return sorted({v.split('#')[0] for k, mods in names.items() if k.endswith('.' + name) for v in mods.values()})
+def definitions(names:dict, name:str) -> dict:
+    "{module: page#anchor} of every definition of `name`: a top-level name, or a method `Class.name`."
+    out = dict(names.get(name, {}))
+    if '.' not in name:
+        for k, mods in names.items():
+            if k.endswith('.' + name) and k.count('.') == 1: out.update({m: v for m, v in mods.items() if m not in out})
+    return out
 
 def _processed(path:Path) -> dict:
     "The notebook after nbdev's docs processors, as `nbdev-proc-nbs` would write it."
     import tempfile
     sys.path.insert(0, str(ROOT / 'tools'))
     from render_docs import process
-    with tempfile.TemporaryDirectory() as tmp:
+    import warnings, contextlib, io
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter('ignore')  # nbdev's "imports and other code" warnings: tools/check_docs.py reports those
         out = Path(tmp) / path.name
         process(path.resolve(), out)
         return json.loads(out.read_text())
+
+def expected_pages(name:str, defs:dict, own:str|None, imported:dict) -> tuple:
+    "(pages `name` should link to on this page, verdict when it cannot be decided): own module, then imports."
+    base = name.split('.')[0]
+    for mods in ([own], [imported.get(base)], sorted(set(imported.values()))):
+        found = {defs[m].split('#')[0] for m in mods if m in defs}
+        if found: return found, None
+    pages = {v.split('#')[0] for v in defs.values()}
+    return (pages, None) if len(pages) <= 1 else (pages, 'AMBIGUOUS')
 
 def check(path:Path, lookup, names:dict, pages:set, home:str, processed:bool=False) -> list:
     "(cell, name, linked page, expected page or candidates, verdict) for each bad link on the page."
@@ -99,6 +121,9 @@ def check(path:Path, lookup, names:dict, pages:set, home:str, processed:bool=Fal
         except Exception as e: print(f'{path.name}: nbdev could not process it ({str(e).splitlines()[0][:100]}); checked as stored')
     own, imported = page_modules(own_nb)
     out, seen = [], set()
+    for i, md in _markdown_texts(own_nb):  # a linked name inside a link's text makes a link in a link
+        for name in linkable(md, in_links=True):
+            if lookup.doc(name): out.append((i, name, '-', 'no backticks inside a link text', 'NESTED-LINK'))
     for i, md in _markdown_texts(nb):
         for name in linkable(md):
             target = lookup.doc(name)
@@ -107,18 +132,22 @@ def check(path:Path, lookup, names:dict, pages:set, home:str, processed:bool=Fal
             if not target.startswith(home): continue  # another package's site
             linked = target.split('/')[-1].split('#')[0]
             if linked not in pages: out.append((i, name, linked, '-', 'MISSING-PAGE')); continue
-            base = name.split('.')[0]
-            cands = names.get(name) or names.get(base) or {}
-            mods = [m for m in (own, imported.get(base)) if m in cands]
-            if mods: expected = cands[mods[0]].split('#')[0]
-            elif len(cands) > 1:
-                out.append((i, name, linked, ' | '.join(sorted(v.split('#')[0] for v in cands.values())), 'AMBIGUOUS'))
-                continue
-            else:
-                meths = _methods(names, name) if linked == 'cli.html' and page_of(path.name) != 'cli.html' else []
-                if meths: out.append((i, name, linked, 'a method on ' + ' | '.join(meths) + '?', 'SUSPECT'))
-                continue
-            if expected != linked: out.append((i, name, linked, expected, 'WRONG'))
+            defs = definitions(names, name) or definitions(names, name.split('.')[-1])
+            expected, verdict = expected_pages(name, defs, own, imported)
+            if verdict: out.append((i, name, linked, ' | '.join(sorted(expected)), verdict))
+            elif expected and linked not in expected: out.append((i, name, linked, ' | '.join(sorted(expected)), 'WRONG'))
+    return out
+
+def source_problems(d:dict) -> list:
+    "Index entries whose source link names a file or line the package does not have."
+    out, lines = [], {}
+    for mod, syms in d['syms'].items():
+        for full, (_doc, py) in syms.items():
+            f, _, line = py.partition('#L')
+            if f not in lines:
+                p = ROOT / f
+                lines[f] = len(p.read_text().splitlines()) if p.exists() else 0
+            if not lines[f] or (line and int(line) > lines[f]): out.append(f'{full}: source link {py} does not exist')
     return out
 
 def main(args) -> int:
@@ -135,11 +164,12 @@ def main(args) -> int:
         for i, name, linked, expected, verdict in check(p, lookup, names, pages, home, processed):
             print(f'{p.name}: cell {i}: `{name}` -> {linked}, expected {expected}  [{verdict}]')
             counts[p.name, verdict] = counts.get((p.name, verdict), 0) + 1
-    verdicts = ('WRONG', 'AMBIGUOUS', 'SUSPECT', 'MISSING-PAGE')
+    for l in source_problems(d): print(l); counts['_modidx.py', 'MISSING-PAGE'] = counts.get(('_modidx.py', 'MISSING-PAGE'), 0) + 1
+    verdicts = ('WRONG', 'AMBIGUOUS', 'NESTED-LINK', 'MISSING-PAGE')
     tot = {v: sum(n for (_, vv), n in counts.items() if vv == v) for v in verdicts}
     print('\n' + ', '.join(f'{n} {v.lower()}' for v, n in tot.items()))
     for name in dict.fromkeys(k[0] for k in counts):
         print(f'  {name:40s} ' + '  '.join(f'{v.lower()} {counts.get((name, v), 0):3d}' for v in verdicts))
-    return 1 if tot['WRONG'] or tot['MISSING-PAGE'] else 0
+    return 1 if any(tot.values()) else 0
 
 if __name__ == '__main__': sys.exit(main(sys.argv[1:]))

@@ -18,6 +18,7 @@ def _outputs(cell):
     out = []
     for o in cell.get('outputs', []):
         data = o.get('data', {})
+        if any(k.startswith('image/') for k in data): continue  # a chart: its text/plain is only "<Figure ...>"
         if 'text/html' in data and '<table' in ''.join(data['text/html']):
             out.append(re.sub(r'<style.*?</style>\s*', '', ''.join(data['text/html']), flags=re.S).strip()); continue
         txt = o.get('text') or data.get('text/markdown') or data.get('text/plain')

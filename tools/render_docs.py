@@ -33,6 +33,15 @@ def page_name(nb:Path) -> str:
     "nbdev's page name for a notebook: '31_howto_batch_export.ipynb' -> 'howto_batch_export'."
     return re.sub(r'^\d+[a-z]?_', '', nb.stem)
 
+def _echo_off(cell):
+    "What Quarto shows of a cell marked `#| echo: false`: its outputs only (`show_doc`'s markdown as markdown)."
+    from fastcore.basics import AttrDict
+    if cell.cell_type != 'code' or not re.search(r'^#\|\s*echo:\s*false', cell.source, re.M): return cell
+    md = [''.join(o['data']['text/markdown']) for o in cell.get('outputs', []) if 'text/markdown' in o.get('data', {})]
+    if md and len(md) == len(cell.outputs): return AttrDict(cell_type='markdown', source='\n\n'.join(md), metadata={}, id=cell.get('id'))
+    cell.source = ''
+    return cell
+
 def process(src:Path, dst:Path):
     "Run nbdev's docs processors on `src`, as nbdev-proc-nbs does, writing the processed notebook to `dst`."
     from fastcore.nbio import read_nb, write_nb
@@ -42,6 +51,7 @@ def process(src:Path, dst:Path):
     try:
         nb = read_nb(src)
         FilterDefaults()(nb)
+        nb.cells = [_echo_off(c) for c in nb.cells]
         nb.setdefault('nbformat', 4); nb.setdefault('nbformat_minor', 5)  # pandoc refuses a notebook without them
         for i, c in enumerate(nb.cells):  # ... or with the null execution counts nbdev-clean leaves
             if c.cell_type != 'code': continue
@@ -67,7 +77,7 @@ def to_html(processed:Path, out:Path, css:Path) -> Path:
     "Standalone HTML of a processed notebook, with its images extracted next to it."
     title, desc = _front_matter(processed)
     html = out / f'{processed.stem}.html'
-    cmd = ['pandoc', '-f', 'ipynb', '-t', 'html5', '--standalone', '--css', css.name, '--extract-media', str(out / 'media' / processed.stem),
+    cmd = ['pandoc', '-f', 'ipynb+link_attributes', '-t', 'html5', '--standalone', '--mathml', '--css', css.name, '--extract-media', str(out / 'media' / processed.stem),
            '--metadata', f'pagetitle={title or processed.stem}', '-o', str(html), str(processed)]
     if title: cmd[-3:-3] = ['--metadata', f'title={title}']
     if desc: cmd[-3:-3] = ['--metadata', f'subtitle={desc}']
@@ -95,12 +105,16 @@ def main(argv=None):
     nbs = [p.resolve() for p in a.notebooks] or sorted((ROOT / 'nbs').glob('*.ipynb'))
     a.out.mkdir(parents=True, exist_ok=True)
     css = a.out / 'preview.css'; css.write_text(CSS)
+    failed = []
     with tempfile.TemporaryDirectory() as tmp:
         for nb in nbs:
             processed = Path(tmp) / f'{page_name(nb)}.ipynb'
-            process(nb, processed)
+            try: process(nb, processed)
+            except Exception as e:  # one broken notebook should not hide every other page
+                failed.append(nb.name); print(f'{nb.name}: nbdev could not process it: {str(e).splitlines()[0][:80]} {str(e).splitlines()[-1][:120]}'); continue
             html = to_html(processed, a.out, css)
             if not a.no_shots: screenshot(html, a.out / f'{page_name(nb)}.png', a.height)
             print(f'{nb.name} -> {html}' + ('' if a.no_shots else f" + {html.with_suffix('.png').name}"))
+    if failed: sys.exit(f'{len(failed)} notebooks could not be processed: {", ".join(failed)}')
 
 if __name__ == '__main__': main()

@@ -6,10 +6,11 @@ Docs: https://gee-polygons.github.io/gee_polygons/datasets_compat.html.md"""
 
 # %% ../../nbs/10a_datasets_compat.ipynb #ec9cd49d
 from __future__ import annotations
-import re, warnings
+import re
+from ..layers import warn_renamed
 
 # %% auto #0
-__all__ = ['stamp', 'renamed', 'warn_renamed', 'class_key']
+__all__ = ['stamp', 'renamed', 'class_key']
 
 # %% ../../nbs/10a_datasets_compat.ipynb #68865653
 def stamp(layer, # a preset layer
@@ -28,13 +29,9 @@ def renamed(module:str, # the module's `__name__`
     def __getattr__(name):
         if name not in table: raise AttributeError(f'module {module!r} has no attribute {name!r}')
         new, get = table[name]
-        warn_renamed(name, new)
+        warn_renamed(name, new, kind='name')
         return get()
     return __getattr__
-
-def warn_renamed(old:str, new:str, stacklevel:int=3):
-    "Warn (DeprecationWarning) that `old` is upstream's name and `new` the one to use."
-    warnings.warn(f'{old} is the gee-polygons 0.0.4 name; use {new}.', DeprecationWarning, stacklevel=stacklevel)
 
 # %% ../../nbs/10a_datasets_compat.ipynb #b72920a4
 def class_key(name) -> str:

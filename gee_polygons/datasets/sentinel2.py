@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import date
 import copy
 from ..layers import ContinuousLayer
-from .compat import stamp, renamed, warn_renamed
+from .compat import stamp, renamed
+from ..layers import warn_renamed
 
 # %% auto #0
 __all__ = ['S2_MASKED_SCL', 'S2_REFLECTANCE_BANDS', 'SENTINEL2', 's2_clear', 's2_indices', 's2_preprocess', 'add_indices',
@@ -51,14 +52,14 @@ SENTINEL2 = stamp(ContinuousLayer(
 def add_indices(image): # an image of COPERNICUS/S2_SR_HARMONIZED, raw (0-10000)
     "Upstream's name: `image` with NDVI and EVI bands added; use `s2_indices` on reflectance."
     import ee
-    warn_renamed('add_indices', 's2_indices(reflectance)')
+    warn_renamed('add_indices', 's2_indices(reflectance)', kind='name')
     image = ee.Image(image)
     return image.addBands(s2_indices(image.multiply(1e-4)).select(['NDVI', 'EVI']))
 
 def mask_s2_clouds(image): # an image of COPERNICUS/S2_SR_HARMONIZED
     "Upstream's name: `image` with clouds masked, now by SCL classes; use `image.updateMask(s2_clear(image))`."
     import ee
-    warn_renamed('mask_s2_clouds', 'image.updateMask(s2_clear(image))')
+    warn_renamed('mask_s2_clouds', 'image.updateMask(s2_clear(image))', kind='name')
     return ee.Image(image).updateMask(s2_clear(ee.Image(image)))
 
 # %% ../../nbs/12_datasets_sentinel2.ipynb #77401019
