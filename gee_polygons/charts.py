@@ -54,7 +54,7 @@ def as_table(df, # a DataFrame, or an extraction result (its `.data` is used)
 
 # %% ../nbs/07_charts.ipynb #608e6a30
 def _by_sites(df:pd.DataFrame, site_ids) -> pd.DataFrame:
-    "Rows of `df` for `site_ids` (None: all), or a `ValueError` naming the ids the table lacks."
+    "Rows of `df` for site_ids (None: all), or a `ValueError` naming the ids the table lacks."
     if site_ids is None: return df
     ids, want = df['site_id'].astype(str), [str(s) for s in listify(site_ids)]
     unknown = [s for s in want if s not in set(ids)]
@@ -64,7 +64,7 @@ def _by_sites(df:pd.DataFrame, site_ids) -> pd.DataFrame:
 def select_sites(df:pd.DataFrame, # the tidy categorical table
                  site_ids=None, # a site id or a list of them; None keeps every site
                 ) -> pd.DataFrame:
-    "Rows of `df` for `site_ids`, or a `ValueError` naming the ids the table lacks."
+    "Rows of `df` for site_ids, or a `ValueError` naming the ids the table lacks."
     return _by_sites(as_table(df), site_ids)
 
 # %% ../nbs/07_charts.ipynb #ad8ebcc7
@@ -203,7 +203,7 @@ TRANSITION_COLUMNS = ['site_id', 'year_from', 'year_to', 'class_from', 'class_fr
                       'area_ha', 'fraction']
 
 def _transitions(tt, site_ids=None) -> pd.DataFrame:
-    "The rows of transitions table `tt` for `site_ids`, checked."
+    "The rows of transitions table `tt` for site_ids, checked."
     return _by_sites(as_table(tt, TRANSITION_COLUMNS, f'transitions table ({TRANSITION_COLUMNS})'), site_ids)
 
 def transition_pairs(tt) -> list:

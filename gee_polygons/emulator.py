@@ -624,13 +624,18 @@ def stop(self:Emulator):
     self.server = self.thread = None
 
 @patch
-def __enter__(self:Emulator): return self.start()
+def __enter__(self:Emulator):
+    "Start the server and return it."
+    return self.start()
 
 @patch
-def __exit__(self:Emulator, *exc): self.stop()
+def __exit__(self:Emulator, *exc):
+    "Stop the server."
+    self.stop()
 
 @patch
 def __repr__(self:Emulator) -> str:
+    "Address and operation counts, from local state."
     st = ', '.join(f'{k}={v}' for k, v in sorted(self.counts.items()) if v)
     return f"Emulator({getattr(self, 'url', 'not started')}, {len(self.ops)} ops{', ' + st if st else ''})"
 

@@ -290,7 +290,9 @@ def close(self:Evaluator):
     self.files.clear(); self.results.clear()
 
 @patch
-def __enter__(self:Evaluator): return self
+def __enter__(self:Evaluator):
+    "The evaluator itself; its rasters close on exit."
+    return self
 @patch
 def __exit__(self:Evaluator, *exc): self.close()
 

@@ -241,6 +241,7 @@ def job_id(self:ExportTask) -> str|None:
 # %% ../nbs/05_export.ipynb #e7663c25
 @patch
 def __repr__(self:ExportTask) -> str:
+    "Chunk states from the manifest, without polling (no network)."
     n = Counter(c.state for c in self.leaves)
     rest = ''.join(f', {s}={k}' for s, k in sorted(n.items()) if s not in ('COMPLETED', 'RUNNING') and k)
     return f"ExportTask(n={len(self.leaves)}, COMPLETED={n['COMPLETED']}, RUNNING={n['RUNNING']}{rest})"

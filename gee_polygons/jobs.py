@@ -87,6 +87,7 @@ class Chunk:
 # %% ../nbs/05a_jobs.ipynb #dbe6c6f7
 @patch
 def __setattr__(self:Chunk, k, v):
+    "Set field `k` and forget the cached JSON of the chunk."
     object.__setattr__(self, k, v)
     if k != '_json': object.__setattr__(self, '_json', None)
 
@@ -218,7 +219,9 @@ def release(self:ManifestLock):
     self._fl.release()
 
 @patch
-def __enter__(self:ManifestLock): self.acquire(); return self
+def __enter__(self:ManifestLock):
+    "Take the lock (ManifestLockedError when another live process holds it)."
+    self.acquire(); return self
 
 @patch
 def __exit__(self:ManifestLock, *exc): self.release()

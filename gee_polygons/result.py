@@ -63,6 +63,7 @@ def success_rate(self:ExtractionResult) -> float:
 # %% ../nbs/03b_result.ipynb #ab354cda
 @patch
 def __repr__(self:ExtractionResult) -> str:
+    "Sites, success rate and rows, from local state (no network)."
     ok = round(self.success_rate * self.n_sites)
     return (f'ExtractionResult({self.kind}: {len(self.data)} rows, {ok}/{self.n_sites} sites ok, '
             f'{len(self.failed_ids)} failed' + (f', {len(self.warnings)} warnings)' if self.warnings else ')'))
@@ -82,11 +83,17 @@ def __getattr__(self:ExtractionResult, name:str):
 del __getattr__  # patched onto the class; left here it would answer attribute lookups on this module
 
 @patch
-def __getitem__(self:ExtractionResult, key): return self.frame[key]
+def __getitem__(self:ExtractionResult, key):
+    "Column(s) `key` of the table, as in pandas."
+    return self.frame[key]
 @patch
-def __len__(self:ExtractionResult) -> int: return len(self.data)
+def __len__(self:ExtractionResult) -> int:
+    "Number of rows of the table."
+    return len(self.data)
 @patch
-def __iter__(self:ExtractionResult): return iter(self.frame)
+def __iter__(self:ExtractionResult):
+    "Column names of the table, as a DataFrame gives them."
+    return iter(self.frame)
 @patch
 def __contains__(self:ExtractionResult, key) -> bool: return key in self.frame
 

@@ -104,6 +104,7 @@ def area_ha(self:Site) -> float:
 
 @patch
 def __repr__(self:Site) -> str:
+    "Id, area and start year, from local state (no network)."
     yr = '' if self.start_year is None else f', start_year={self.start_year}'
     return f'Site({self.site_id!r}, {self.area_ha:,.2f} ha{yr})'
 
@@ -487,14 +488,18 @@ def _view(self:SiteCollection, idx) -> SiteCollection:
 
 # %% ../nbs/01_sites.ipynb #726eb662
 @patch
-def __len__(self:SiteCollection) -> int: return len(self._idx)
+def __len__(self:SiteCollection) -> int:
+    "Number of sites."
+    return len(self._idx)
 
 @patch
 def __iter__(self:SiteCollection):
+    "The sites, in order."
     for j in self._idx: yield self._store.site(int(j))
 
 @patch
 def __repr__(self:SiteCollection) -> str:
+    "Size and id source, from local state (no network)."
     src = f'ids from {self.id_field!r}' if self.id_field else 'ids from positions'
     return f'SiteCollection({len(self):,} sites, {src}{", lazy" if self.lazy else ""})'
 

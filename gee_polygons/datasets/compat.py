@@ -25,7 +25,7 @@ def stamp(layer, # a preset layer
 def renamed(module:str, # the module's `__name__`
             table:dict, # old name -> (new spelling, function returning the value)
            ):
-    "A module `__getattr__` serving the old names in `table`, each with a DeprecationWarning naming its new spelling."
+    "A module-level __getattr__ serving the old names in `table`, each with a DeprecationWarning naming its new spelling."
     def __getattr__(name):
         if name not in table: raise AttributeError(f'module {module!r} has no attribute {name!r}')
         new, get = table[name]
