@@ -741,6 +741,8 @@ def _run(name:str, argv:list) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter('default'); warnings.showwarning = _warn_line(prog, name)
             warnings.filterwarnings('ignore', 'You are using a non-supported Python version', FutureWarning)  # google.api_core on 3.10
+            for cat in (DeprecationWarning, PendingDeprecationWarning):  # other libraries' notes to their developers
+                warnings.filterwarnings('ignore', category=cat, module=r'^(?!gee_polygons)')
             return run_command(name, argv)
     except UsageError as e: _say(e, prog); return 2
     except KeyboardInterrupt:
