@@ -743,6 +743,7 @@ def _run(name:str, argv:list) -> int:
             warnings.filterwarnings('ignore', 'You are using a non-supported Python version', FutureWarning)  # google.api_core on 3.10
             for cat in (DeprecationWarning, PendingDeprecationWarning):  # other libraries' notes to their developers
                 warnings.filterwarnings('ignore', category=cat, module=r'^(?!gee_polygons)')
+            warnings.filterwarnings('ignore', category=ResourceWarning)  # ignored by Python's defaults too: leaks are for developers
             return run_command(name, argv)
     except UsageError as e: _say(e, prog); return 2
     except KeyboardInterrupt:

@@ -660,10 +660,11 @@ def test_collect_missing_says_why_when_the_manifest_is_refused(capsys, in_tmp, e
     assert not (in_tmp/'gaps.csv').exists()
 
 def test_other_libraries_deprecation_notes_are_not_the_users_warnings(capsys, in_tmp):
-    "rasterio's affine `*` PendingDeprecationWarning is for its developers: the CLI shows it to nobody; ours still show."
+    "Other libraries' deprecation notes and ResourceWarnings are for developers: the CLI shows them to nobody; ours still show."
     import warnings
     def noisy(argv):
         warnings.warn_explicit('Use `@` matmul instead of `*` mul operator', PendingDeprecationWarning, 'windows.py', 1, module='rasterio.windows')
+        warnings.warn_explicit('Implicitly cleaning up <TemporaryDirectory>', ResourceWarning, 'tempfile.py', 1, module='tempfile')
         warnings.warn_explicit('old spelling', DeprecationWarning, 'layers.py', 1, module='gee_polygons.layers')
         return 0
     old = cli.run_command
@@ -671,4 +672,4 @@ def test_other_libraries_deprecation_notes_are_not_the_users_warnings(capsys, in
     try: assert cli._run('map', []) == 0
     finally: cli.run_command = old
     err = capsys.readouterr().err
-    assert 'matmul' not in err and 'gee-polygons map: warning: old spelling' in err
+    assert 'matmul' not in err and 'Implicitly' not in err and 'gee-polygons map: warning: old spelling' in err
