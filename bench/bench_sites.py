@@ -86,7 +86,11 @@ def machine():
     ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
     return f'{os.cpu_count()} cores, {ram:.0f} GB RAM, Python {platform.python_version()} ({platform.machine()}, {platform.system()})'
 
-def report(sizes, res, base, files, cmd):
+def loadavg() -> str:
+    "The 1-, 5- and 15-minute load averages (2 fills this machine's two cores)."
+    return ', '.join(open('/proc/loadavg').read().split()[:3])
+
+def report(sizes, res, base, files, cmd, loads):
     "The markdown section."
     big = max(sizes)
     r = res[big]
@@ -94,7 +98,8 @@ def report(sizes, res, base, files, cmd):
     lines = [SECTION, '',
              f'Command: `{cmd}`  ',
              f'Machine: {machine()}  ',
-             f'Date: {time.strftime("%Y-%m-%d")}. Medians of {ARGS.repeat} runs, each in a fresh subprocess; peak RSS is the maximum VmHWM (the process\'s own peak; ru_maxrss would carry the peak of the process it was forked from).', '',
+             f'Date: {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}. Medians of {ARGS.repeat} runs, each in a fresh subprocess; peak RSS is the maximum VmHWM (the process\'s own peak; ru_maxrss would carry the peak of the process it was forked from). '
+             f'Load average (1, 5, 15 min) {loads[0]} at the start, {loads[1]} at the end (2 fills the machine).', '',
              f'Input: GeoJSON FeatureCollection in EPSG:5880 (crs member), Z coordinates, 5-40 vertices per polygon; '
              f'{big:,} sites = {files[big].stat().st_size / 2**20:.0f} MB. `SiteCollection.from_file(path, lazy=True)` '
              f'(parse, reproject to EPSG:4326, ids, validation, packing), then `sc.areas_ha()` (geodesic areas of every site).', '',
@@ -127,12 +132,13 @@ if __name__ == '__main__':
     ARGS = ap.parse_args()
     sizes = sorted(int(s) for s in ARGS.sizes.split(','))
     files = write_files(sizes)
+    load0 = loadavg()
     base = median_of('import', files[sizes[0]], ARGS.repeat)
     res = {}
     for n in sizes:
         res[n] = {k: median_of(k, files[n], ARGS.repeat) for k in ('ours', 'geopandas', 'geopandas_full')}
         print(n, res[n], file=sys.stderr)
     cmd = 'python bench/bench_sites.py' + ''.join(f' {a}' for a in sys.argv[1:])
-    text = report(sizes, res, base, files, cmd)
+    text = report(sizes, res, base, files, cmd, (load0, loadavg()))
     print(text)
     if not ARGS.no_write: write_section(text)

@@ -13,9 +13,9 @@ from .layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, conti
 
 # %% auto #0
 __all__ = ['MAX_REQUEST_BYTES', 'UNCLASSIFIED', 'CATEGORICAL_COLUMNS', 'COVERAGE_COLUMNS', 'TRANSITION_BASE', 'REDUCERS',
-           'FREQUENCIES', 'CONTINUOUS_COVERAGE_COLUMNS', 'payload_bytes', 'year_band', 'year_range', 'layer_image',
-           'server_function', 'ConstantList', 'sites_fc', 'categorical_table', 'year_pairs', 'pair_band',
-           'transitions_table', 'periods', 'continuous_table', 'continuous_columns', 'all_expressions']
+           'FREQUENCIES', 'CONTINUOUS_COVERAGE_COLUMNS', 'payload_bytes', 'ConstantList', 'ConstantDictionary',
+           'year_band', 'year_range', 'layer_image', 'server_function', 'sites_fc', 'categorical_table', 'year_pairs',
+           'pair_band', 'transitions_table', 'periods', 'continuous_table', 'continuous_columns', 'all_expressions']
 
 # %% ../nbs/02_earthengine.ipynb #d5df9ef9
 MAX_REQUEST_BYTES = 10_485_760
@@ -23,6 +23,16 @@ MAX_REQUEST_BYTES = 10_485_760
 def payload_bytes(obj) -> int:
     "Size in bytes of `obj`'s serialized Earth Engine expression."
     return len(ee.serializer.toJSON(obj))
+
+# %% ../nbs/02_earthengine.ipynb #ecddb665
+class ConstantList(ee.List):
+    "An `ee.List` of plain JSON data that serializes as one constant."
+    def encode(self, encoder=None): return self._list
+    def encode_cloud_value(self, encoder=None): return {'constantValue': self._list}
+
+class ConstantDictionary(ee.Dictionary):
+    "An `ee.Dictionary` of plain JSON data that serializes as one constant."
+    def encode_cloud_value(self, encoder=None): return {'constantValue': dict(sorted(self._dictionary.items()))}  # keys sorted, as ee does
 
 # %% ../nbs/02_earthengine.ipynb #ab2fd915
 def year_band(year:int) -> str:
@@ -39,7 +49,7 @@ def _mode_per_year(layer:CategoricalLayer, years, region=None) -> ee.Image:
     col = ee.ImageCollection(layer.asset_id).select([layer.band])
     if region is not None: col = col.filterBounds(region)
     def mode(r): r = ee.List(r); return col.filterDate(r.get(0), r.get(1)).reduce(ee.Reducer.mode())
-    modes = ee.List([year_range(y) for y in years]).map(mode)
+    modes = ConstantList([year_range(y) for y in years]).map(mode)
     return ee.ImageCollection.fromImages(modes).toBands().rename([year_band(y) for y in years])
 
 def layer_image(layer:CategoricalLayer, # the land-cover layer
@@ -49,31 +59,30 @@ def layer_image(layer:CategoricalLayer, # the land-cover layer
     "Every requested year of `layer` as one band (named by `year_band`) of one image."
     ys = layer.check_years(years)
     if layer.is_collection: return _mode_per_year(layer, ys, region)
-    return ee.Image(layer.asset_id).select([layer.band_name(y) for y in ys], [year_band(y) for y in ys])
+    return ee.Image(layer.asset_id).select(ConstantList([layer.band_name(y) for y in ys]), ConstantList([year_band(y) for y in ys]))
 
 # %% ../nbs/02_earthengine.ipynb #a26784f9
 _FUNCTIONS = {}
 
+def _reused(key, make):
+    "`make()`, built once per `key` (hashable) and client session; built every time when `key` is None."
+    if key is None: return make()
+    key = (id(ee.ApiFunction._api), key)  # objects built before ee.Reset() / a new ee.Initialize() are stale
+    if key not in _FUNCTIONS:
+        if len(_FUNCTIONS) >= 64: _FUNCTIONS.clear()
+        _FUNCTIONS[key] = make()
+    return _FUNCTIONS[key]
+
+# %% ../nbs/02_earthengine.ipynb #5a0eaba7
 def server_function(key, # hashable description of the function, or None not to reuse it
                     make, # () -> the Python function to wrap
                     returns:str='Object', args:list=('Object',)): # Earth Engine return and argument types
     "An `ee.CustomFunction` of `make()`, built once per `key`."
-    if key is None: return ee.CustomFunction.create(make(), returns, list(args))
-    key = (id(ee.ApiFunction._api), key)  # functions built before ee.Reset() / a new ee.Initialize() are stale
-    if key not in _FUNCTIONS:
-        if len(_FUNCTIONS) >= 64: _FUNCTIONS.clear()
-        _FUNCTIONS[key] = ee.CustomFunction.create(make(), returns, list(args))
-    return _FUNCTIONS[key]
+    return _reused(None if key is None else ('function', key), lambda: ee.CustomFunction.create(make(), returns, list(args)))
 
 def _map(fc:ee.FeatureCollection, fn) -> ee.FeatureCollection:
     "`fc` mapped by the custom function `fn` (no client-side wrapper function)."
     return ee.FeatureCollection(ee.ApiFunction.call_('Collection.map', fc, fn))
-
-# %% ../nbs/02_earthengine.ipynb #ecddb665
-class ConstantList(ee.List):
-    "An `ee.List` of plain JSON data that serializes as one constant."
-    def encode(self, encoder=None): return self._list
-    def encode_cloud_value(self, encoder=None): return {'constantValue': self._list}
 
 # %% ../nbs/02_earthengine.ipynb #3df9564c
 def _multipolygon(site) -> list:
@@ -111,14 +120,14 @@ def _area_stack(classes:ee.Image, bands:list, key=None) -> ee.Image:
     def triple(b): return classes.select([b]).int().unmask(UNCLASSIFIED, False).addBands(area_one)
     fn = server_function(key and ('area_triple', key), lambda: triple, 'Image')
     ever = classes.mask().reduce(ee.Reducer.max()).gt(0).unmask(0, False)
-    return ee.ImageCollection.fromImages(ee.List(bands).map(fn)).toBands().addBands(ever.addBands(area_one))
+    return ee.ImageCollection.fromImages(ConstantList(bands).map(fn)).toBands().addBands(ever.addBands(area_one))
 
 def _class_reducer(bands:list) -> ee.Reducer:
     "Grouped sums of (area, count) per class, one per band, outputs named '<band>_groups'."
     base = ee.Reducer.sum().repeat(2).group(groupField=0, groupName='class')
     def make(): return lambda b, acc: ee.Reducer(acc).combine(base, ee.String(b).cat('_'))
     chain = server_function('class_chain', make, 'Object', ['Object', 'Object'])
-    return ee.Reducer(ee.List(bands).slice(1).iterate(chain, base.setOutputs([f'{bands[0]}_groups'])))
+    return ee.Reducer(ConstantList(bands).slice(1).iterate(chain, base.setOutputs(ConstantList([f'{bands[0]}_groups']))))
 
 # %% ../nbs/02_earthengine.ipynb #6b927314
 def _group_area(g) -> ee.Number: return ee.Number(ee.List(ee.Dictionary(g).get('sum')).get(0))
@@ -156,7 +165,7 @@ def _coverage_row(f, y, groups, total, ever) -> ee.Feature:
 # %% ../nbs/02_earthengine.ipynb #330eed04
 def _class_rows(layer:CategoricalLayer, years:list, coverage:bool=False):
     "Server function: a reduced site feature -> its (year, class) rows, and with `coverage` a coverage row per year."
-    names, ys = ee.Dictionary({str(k): v for k, v in layer.class_map.items()}), ee.List(years)
+    names, ys = ConstantDictionary({str(k): v for k, v in layer.class_map.items()}), ConstantList(list(years))
     def rows(f):
         f = ee.Feature(f); ever = _ever(f)
         def per_year(y):
@@ -184,9 +193,11 @@ def _check_codes(layer:CategoricalLayer):
     "Refuse a legend that uses the UNCLASSIFIED code."
     if UNCLASSIFIED in layer.class_map: raise ValueError(f'Class code {UNCLASSIFIED} is reserved for unclassified pixels; recode it.')
 
-def _reduced(layer, classes:ee.Image, bands:list, fc, key, scale, tile_scale, max_pixels_per_region, crs, crs_transform) -> ee.FeatureCollection:
-    "`fc` reduced by the grouped (area, count) sums of each of `bands` of `classes` and of 'any': a class table's one reduceRegions."
-    return _area_stack(classes, bands, key).reduceRegions(collection=fc, reducer=_class_reducer(bands + ['any']), tileScale=float(tile_scale),
+def _reduced(layer, classes, bands:list, fc, key, scale, tile_scale, max_pixels_per_region, crs, crs_transform) -> ee.FeatureCollection:
+    "`fc` reduced by the grouped (area, count) sums of each of `bands` of `classes()` and of 'any': a class table's one reduceRegions."
+    stack = _reused(key and ('area_stack', key, tuple(bands)), lambda: _area_stack(classes(), bands, key))  # the same for every chunk
+    reducer = _reused(('class_reducer', tuple(bands)), lambda: _class_reducer(bands + ['any']))
+    return stack.reduceRegions(collection=fc, reducer=reducer, tileScale=float(tile_scale),
         **_grid(layer, scale, crs, crs_transform, layer.is_collection), **_max_pixels(max_pixels_per_region))
 
 
@@ -204,7 +215,7 @@ def categorical_table(layer:CategoricalLayer, # the land-cover layer
     "Rows (site_id, year, class_value, class_name, count, area_ha, fraction) for a chunk: one reduceRegions."
     ys, fc = layer.check_years(years), sites_fc(sites); bands = [year_band(y) for y in ys]; _check_codes(layer)
     key = None if layer.is_collection else (layer.asset_id, tuple(layer.band_name(y) for y in ys))
-    reduced = _reduced(layer, layer_image(layer, ys, region=fc if layer.is_collection else None), bands, fc, key,
+    reduced = _reduced(layer, lambda: layer_image(layer, ys, region=fc if layer.is_collection else None), bands, fc, key,
                        scale, tile_scale, max_pixels_per_region, crs, crs_transform)
     key = ('class_rows', tuple(sorted(layer.class_map.items())), tuple(ys), coverage)
     return _map(reduced, server_function(key, lambda: _class_rows(layer, ys, coverage), 'FeatureCollection', ['Feature'])).flatten()
@@ -243,6 +254,10 @@ def _pair_codes(classes:ee.Image, pairs:list, key=None) -> ee.Image:
     imgs = ConstantList([[year_band(a), year_band(b)] for a, b in pairs]).map(fn)
     return ee.ImageCollection.fromImages(imgs).toBands().rename([pair_band(a, b) for a, b in pairs])
 
+def _with_pair_codes(classes:ee.Image, pairs:list, key=None) -> ee.Image:
+    "`classes` with the `_pair_codes` bands of `pairs` added."
+    return classes.addBands(_pair_codes(classes, pairs, key))
+
 # %% ../nbs/02_earthengine.ipynb #b16d47c9
 def _transition_row(f, p, g, total, names) -> ee.Feature:
     "The row of pair-code group `g` of site feature `f`, for the pair `p` = [year_from, year_to, ...]."
@@ -255,7 +270,7 @@ def _transition_row(f, p, g, total, names) -> ee.Feature:
 # %% ../nbs/02_earthengine.ipynb #978e038a
 def _transition_rows(layer:CategoricalLayer, pairs:list, years:list, coverage:bool=False):
     "Server function: a reduced site feature -> its (pair, class_from, class_to) rows, and with `coverage` a coverage row per year."
-    names = ee.Dictionary({str(k): v for k, v in layer.class_map.items()})
+    names = ConstantDictionary({str(k): v for k, v in layer.class_map.items()})
     plist = ConstantList([[a, b, f'{year_band(a)}_groups', f'{pair_band(a, b)}_groups'] for a, b in pairs])
     ylist = ConstantList([[y, f'{year_band(y)}_groups'] for y in years])
     def rows(f):
@@ -285,9 +300,9 @@ def transitions_table(layer:CategoricalLayer, # the land-cover layer
     ps = year_pairs(pairs=pairs); ys = layer.check_years([y for p in ps for y in p]); _check_codes(layer)
     if any(not 0 <= int(k) < TRANSITION_BASE for k in layer.class_map): raise ValueError(f'Transitions need class codes 0-{TRANSITION_BASE - 1}; recode the layer.')
     fc, bands = sites_fc(sites), [year_band(y) for y in ys] + [pair_band(a, b) for a, b in ps]
-    img = layer_image(layer, ys, region=fc if layer.is_collection else None)
     key = None if layer.is_collection else ('transitions', layer.asset_id, tuple(layer.band_name(y) for y in ys), tuple(ps))
-    reduced = _reduced(layer, img.addBands(_pair_codes(img, ps, key)), bands, fc, key, scale, tile_scale, max_pixels_per_region, crs, crs_transform)
+    classes = lambda: _with_pair_codes(layer_image(layer, ys, region=fc if layer.is_collection else None), ps, key)
+    reduced = _reduced(layer, classes, bands, fc, key, scale, tile_scale, max_pixels_per_region, crs, crs_transform)
     key = ('transition_rows', tuple(sorted(layer.class_map.items())), tuple(ps), tuple(ys), coverage)
     return _map(reduced, server_function(key, lambda: _transition_rows(layer, ps, ys, coverage), 'FeatureCollection', ['Feature'])).flatten()
 
@@ -391,7 +406,7 @@ def continuous_table(layer:ContinuousLayer, # the bands to summarise
     layer.check_years(range(a.year, (b - dt.timedelta(days=1)).year + 1) if b > a else [])
     fc = sites_fc(sites)
     col = ee.ImageCollection(layer.collection_id).filterDate(a.isoformat(), b.isoformat()).filterBounds(fc)
-    plist, comp = _days(col) if frequency == 'all' else ee.List(periods(a, b, frequency)), _composite(col, layer)
+    plist, comp = _days(col) if frequency == 'all' else ConstantList(periods(a, b, frequency)), _composite(col, layer)
     opts = {**_grid(layer, scale, crs, crs_transform, True), 'tileScale': float(tile_scale), **_max_pixels(max_pixels_per_region)}
     red = REDUCERS[stat]().combine(ee.Reducer.sum(), sharedInputs=True)
     rows = ee.FeatureCollection(plist.map(_period_rows(fc, comp, red, stat, list(layer.bands), opts))).flatten()

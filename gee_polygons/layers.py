@@ -180,14 +180,15 @@ def period_parts(df:pd.DataFrame) -> pd.DataFrame:
     return out
 
 # %% ../nbs/00_layers.ipynb #2b1927df
+def _typed(col:pd.Series, t:str):
+    "The values of column `col` as dtype `t`: the same array, not a copy, when they already are."
+    if str(col.dtype) != t: col = (col if t == 'string' else pd.to_numeric(col)).astype(t)
+    return col.array
+
 def tidy(df:pd.DataFrame, # rows from any engine
          schema:dict, # column -> dtype, e.g. `CATEGORICAL_SCHEMA`
         ) -> pd.DataFrame:
-    "`df` with exactly the `schema` columns, in order, with its dtypes."
+    "`df` with exactly the `schema` columns, in order, with its dtypes (columns of the right dtype are not copied)."
     missing = [c for c in schema if c not in df.columns]
     if missing: raise ValueError(f'Table lacks columns {missing}; expected {list(schema)}.')
-    out = df[list(schema)].copy()
-    for c, t in schema.items():
-        out[c] = pd.to_numeric(out[c]) if t != 'string' else out[c]
-        out[c] = out[c].astype(t)
-    return out.reset_index(drop=True)
+    return pd.DataFrame({c: _typed(df[c], t) for c, t in schema.items()}, copy=False)

@@ -7,7 +7,8 @@ Docs: https://gee-polygons.github.io/gee_polygons/local.html.md"""
 # %% ../nbs/08_local.ipynb #4228390f
 from __future__ import annotations
 import contextlib, functools, importlib, math, numbers, os, sys
-from concurrent.futures import ProcessPoolExecutor
+from collections import OrderedDict, deque
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -17,10 +18,10 @@ from .layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, conti
 
 # %% auto #0
 __all__ = ['WGS84', 'EARTH_MODELS', 'REDUCERS', 'ellipsoid_cell_area', 'cell_areas', 'hilbert_index', 'site_geometries',
-           'to_raster_crs', 'polygon_coverage', 'cell_class_areas', 'cell_transitions', 'weighted_stats',
-           'categorical_sources', 'continuous_sources', 'RasterStack', 'categorical_piece', 'transitions_piece',
-           'continuous_piece', 'coverage_errors', 'run_pieces', 'local_categorical', 'local_transitions', 'periods',
-           'local_continuous']
+           'to_raster_crs', 'polygon_coverage', 'grid_coverage', 'cell_class_areas', 'cell_transitions',
+           'weighted_stats', 'categorical_sources', 'continuous_sources', 'RasterStack', 'categorical_piece',
+           'transitions_piece', 'continuous_piece', 'coverage_errors', 'run_pieces', 'local_categorical',
+           'local_transitions', 'periods', 'local_continuous']
 
 # %% ../nbs/08_local.ipynb #e392d208
 def _need(module:str):
@@ -119,7 +120,8 @@ def to_raster_crs(geoms:list, # shapely geometries in EPSG:4326 (None allowed)
     if ok.any() and not dst.equals(pyproj.CRS('EPSG:4326'), ignore_axis_order=True):
         tr = pyproj.Transformer.from_crs('EPSG:4326', dst, always_xy=True)
         arr[ok] = shapely.transform(arr[ok], lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-    return [_polygonal(g) for g in arr]
+    good = ok.copy(); good[ok] = shapely.is_valid(arr[ok]) & np.isin(shapely.get_type_id(arr[ok]), [3, 6])  # polygonal
+    return [g if k else _polygonal(g) for g, k in zip(arr.tolist(), good)]
 
 # %% ../nbs/08_local.ipynb #62f35e82
 @functools.cache
@@ -175,6 +177,128 @@ def polygon_coverage(geoms:list, # shapely polygons in the grid's CRS (None or e
     for f in xx.exact_extract(grid, _wkb_source_class()(items), ops, include_cols=['i']):
         p = f['properties']; out[p['i']] = (p['cell'], p['cov'])
     return out
+
+# %% ../nbs/08_local.ipynb #72f00a00
+_KERNELS = {} # name -> plain function: the helpers that compiled kernels call
+
+def _kernel(fn):
+    "Register `fn` as a helper of compiled kernels: numba compiles it with any kernel that calls it."
+    _KERNELS[fn.__name__] = fn
+    return fn
+
+@functools.cache
+def _compiled(fn):
+    "`fn` compiled by numba (after the registered helpers it calls), cached on disk; built on first use."
+    for name in set(fn.__code__.co_names) & set(_KERNELS): fn.__globals__[name] = _compiled(_KERNELS[name])
+    in_file = not fn.__code__.co_filename.startswith('<')  # not a notebook cell: numba's cache would miss a helper's edit
+    return _need('numba').njit(cache=in_file, nogil=True)(fn)
+
+# %% ../nbs/08_local.ipynb #8b0df597
+@_kernel
+def _cover_span(acc, carry, i, j, du, vmid):
+    "Add a piece of edge in row `i`, column `j` of the window: signed width `du`, mean height `vmid` (row units)."
+    if i < 0: carry[0, j] += du  # above the window: it bounds every row below
+    elif i < acc.shape[0]: acc[i, j] += du * (i + 1 - vmid); carry[i + 1, j] += du
+
+@_kernel
+def _cover_column(acc, carry, j, p, vp, q, vq, s):
+    "Add the part of an edge in column `j`, from (p, vp) to (q, vq) with p < q and sign `s`, row by row."
+    lo, hi = min(vp, vq), max(vp, vq)
+    i0 = int(math.floor(lo)); i1 = max(i0, int(math.ceil(hi)) - 1)
+    if i0 == i1: return _cover_span(acc, carry, i0, j, s * (q - p), 0.5 * (vp + vq))
+    k = (q - p) / (hi - lo)  # columns per row along the edge
+    for i in range(max(i0, -1), min(max(i1, -1), acc.shape[0] - 1) + 1):  # all rows above the window as one
+        a, b = (lo, min(hi, 0.0)) if i < 0 else (max(lo, float(i)), min(hi, i + 1.0))
+        _cover_span(acc, carry, i, j, s * (b - a) * k, 0.5 * (a + b))
+
+# %% ../nbs/08_local.ipynb #30aa46e1
+@_kernel
+def _cover_edge(acc, carry, ua, va, ub, vb, f):
+    "Add the edge (ua, va) -> (ub, vb) of a ring of sign `f` (window cell units), column by column."
+    if ua == ub: return  # a vertical edge bounds no area
+    s, k, lo, hi = (f if ub > ua else -f), (vb - va) / (ub - ua), min(ua, ub), max(ua, ub)
+    for j in range(max(int(math.floor(lo)), 0), min(int(math.ceil(hi)), acc.shape[1])):
+        p, q = max(lo, float(j)), min(hi, j + 1.0)
+        vp = va if p == ua else (vb if p == ub else va + (p - ua) * k)
+        vq = va if q == ua else (vb if q == ub else va + (q - ua) * k)
+        _cover_column(acc, carry, j, p, vp, q, vq, s)
+
+@_kernel
+def _emit_cells(acc, carry, r0, c0, rows, cols, cov, m, eps):
+    "Write the window's cells covered by more than `eps` (row by row) from position `m` on; return the new end."
+    for i in range(acc.shape[0]):
+        for j in range(acc.shape[1]):
+            if i: carry[i, j] += carry[i - 1, j]  # the edges above that bound the cell's whole height
+            w = acc[i, j] + carry[i, j]
+            if w > eps: rows[m], cols[m], cov[m] = r0 + i, c0 + j, min(w, 1.0); m += 1
+    return m
+
+# %% ../nbs/08_local.ipynb #19e0cbd9
+def _coverage_kernel(uv, ring_off, geom_rings, sign, win, rows, cols, cov):
+    "Write the cells each geometry covers (rings `geom_rings[g]`..., window `win[g]`) to rows/cols/cov; their starts."
+    starts, m = np.zeros(len(win) + 1, np.int64), 0
+    for g in range(len(win)):
+        r0, c0, nr, nc = win[g]
+        if nr and nc:
+            acc, carry = np.zeros((nr, nc)), np.zeros((nr + 1, nc))
+            for r in range(geom_rings[g], geom_rings[g + 1]):
+                for t in range(ring_off[r], ring_off[r + 1] - 1):
+                    _cover_edge(acc, carry, uv[t, 0] - c0, uv[t, 1] - r0, uv[t + 1, 0] - c0, uv[t + 1, 1] - r0, sign[r])
+            m = _emit_cells(acc, carry, r0, c0, rows, cols, cov, m, 1e-12)  # below 1e-12: rounding noise
+        starts[g + 1] = m
+    return starts
+
+# %% ../nbs/08_local.ipynb #8a72a14b
+def _cell_units(geoms:list, transform) -> tuple:
+    "Positions of the non-empty `geoms`, their vertices in cell units (column, row), ring offsets, part and geometry starts."
+    arr = np.array(list(geoms) + [None], dtype=object)[:-1]  # an object array even of a single geometry
+    keep = np.flatnonzero(~(shapely.is_missing(arr) | shapely.is_empty(arr)))
+    if not len(keep): return keep, np.zeros((0, 2)), np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64)
+    typ, xy, offs = shapely.to_ragged_array(arr[keep])
+    if typ not in (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON):
+        raise ValueError(f'Coverage is measured for polygons, not {typ.name.lower()}s.')
+    ring_off, part_off, geom_off = offs if len(offs) == 3 else (*offs, np.arange(len(offs[1])))
+    t = transform
+    return keep, np.column_stack(((xy[:, 0] - t.c) / t.a, (xy[:, 1] - t.f) / t.e)), ring_off, part_off, part_off[geom_off]
+
+# %% ../nbs/08_local.ipynb #b60d513a
+def _ring_signs(uv, ring_off, part_off) -> np.ndarray:
+    "+1 or -1 per ring: its orientation in cell units, negated for holes, so that shells add and holes subtract."
+    d = uv - np.repeat(uv[ring_off[:-1]], np.diff(ring_off), axis=0)  # from each ring's first vertex, for precision
+    cross = d[:-1, 0] * d[1:, 1] - d[1:, 0] * d[:-1, 1]
+    cross[ring_off[1:-1] - 1] = 0  # no edge from a ring's last vertex to the next ring's first
+    shell = np.zeros(len(ring_off) - 1, bool); shell[part_off[:-1]] = True
+    return np.where(shell, 1.0, -1.0) * np.where(np.add.reduceat(cross, ring_off[:-1]) > 0, 1.0, -1.0)
+
+def _windows(uv, vertex_starts, shape:tuple) -> np.ndarray:
+    "(geometries, 4) first row, first column, rows and columns of each geometry's bounding cells, clipped to the grid."
+    lo, hi = np.minimum.reduceat(uv, vertex_starts[:-1]), np.maximum.reduceat(uv, vertex_starts[:-1])
+    c0, r0 = np.clip(np.floor(lo[:, 0]), 0, shape[1]), np.clip(np.floor(lo[:, 1]), 0, shape[0])
+    c1, r1 = np.clip(np.ceil(hi[:, 0]), 0, shape[1]), np.clip(np.ceil(hi[:, 1]), 0, shape[0])
+    return np.stack([r0, c0, np.maximum(r1 - r0, 0), np.maximum(c1 - c0, 0)], axis=1).astype(np.int64)
+
+# %% ../nbs/08_local.ipynb #501e6750
+def _cell_buffers(n:int, scratch:dict|None) -> tuple:
+    "Rows, columns and fractions arrays for `n` cells: new, or kept in `scratch` and reused (faulting fresh pages costs more)."
+    if scratch is None: return np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n)
+    if len(scratch.get('cov', ())) < n:
+        m = n + n // 4; scratch.update(rows=np.empty(m, np.int64), cols=np.empty(m, np.int64), cov=np.empty(m))
+    return scratch['rows'], scratch['cols'], scratch['cov']
+
+def grid_coverage(geoms:list, # shapely polygons in the grid's CRS (None or empty allowed)
+                  transform, # affine transform of the north-up grid
+                  shape:tuple, # (rows, cols) of the grid
+                  scratch:dict|None=None, # buffers to reuse: the arrays returned are then valid until its next use
+                 ) -> tuple:
+    "Exact coverage, compiled: positions of the polygons touching the grid, their cells' rows, cols, fractions, starts."
+    keep, uv, ring_off, part_off, geom_rings = _cell_units(geoms, transform)
+    if not len(keep): return keep, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64)
+    win = _windows(uv, ring_off[geom_rings], shape)
+    rows, cols, cov = _cell_buffers(int((win[:, 2] * win[:, 3]).sum()), scratch)
+    sign = _ring_signs(uv, ring_off, part_off)
+    starts = _compiled(_coverage_kernel)(uv, ring_off, geom_rings, sign, win, rows, cols, cov)
+    n, m = np.diff(starts), starts[-1]
+    return keep[n > 0], rows[:m], cols[:m], cov[:m], np.r_[0, np.cumsum(n[n > 0])]
 
 # %% ../nbs/08_local.ipynb #b36b163a
 def _per_layer(nodata, k:int) -> list:
@@ -393,13 +517,12 @@ def read(self:RasterStack, r0:int, c0:int, h:int, w:int,
 # %% ../nbs/08_local.ipynb #9f1905bd
 def _measure(stack:RasterStack, geoms:list):
     "Yield (position, values (layers, cells), coverage, cell areas) for each polygon touching the grid."
-    w = stack.shape[1]
-    for i, (cells, cov) in enumerate(polygon_coverage(geoms, stack.transform, stack.shape)):
-        if not len(cells): continue
-        rows, cols = np.divmod(cells, w)
-        r0, c0, bw = rows.min(), cols.min(), int(cols.max() - cols.min() + 1)
-        block = stack.read(int(r0), int(c0), int(rows.max() - r0 + 1), bw)
-        yield i, block.reshape(len(block), -1)[:, (rows - r0) * bw + cols - c0], cov, stack.row_area[rows]
+    idx, rows, cols, cov, starts = grid_coverage(geoms, stack.transform, stack.shape)
+    for i, a, b in zip(idx.tolist(), starts[:-1].tolist(), starts[1:].tolist()):
+        r, c = rows[a:b], cols[a:b]
+        r0, c0, bw = r.min(), c.min(), int(c.max() - c.min() + 1)
+        block = stack.read(int(r0), int(c0), int(r.max() - r0 + 1), bw)
+        yield i, block.reshape(len(block), -1)[:, (r - r0) * bw + c - c0], cov[a:b], stack.row_area[r]
 
 # %% ../nbs/08_local.ipynb #6ecf97ac
 def _runs(tb:np.ndarray, # (sites, 4) tile windows: first tile row, first tile column, end row, end column
@@ -417,96 +540,103 @@ def _runs(tb:np.ndarray, # (sites, 4) tile windows: first tile row, first tile c
     return out + [(a, len(tb), mask, lo)]
 
 # %% ../nbs/08_local.ipynb #dd17de25
-def _tile_buffer(stack:RasterStack, n:int) -> np.ndarray:
-    "An (n, layers, th, tw) array for `n` tiles, reused from run to run (allocating and faulting fresh pages cost more)."
-    buf = getattr(stack, '_tiles', None)
-    if buf is None or len(buf) < n: buf = stack._tiles = np.empty((n, len(stack.specs), *stack.tile), stack.dtype)
-    return buf[:n]
+_PLANE_PAD = 64 # bytes after each layer's plane in a tile slot: planes 2^k bytes apart would share one cache set
 
-def _read_tiles(stack:RasterStack, mask:np.ndarray, origin) -> tuple:
-    "The tiles marked in `mask` (tile rows and columns from `origin`) as (tiles, layers, th, tw), and each one's slot."
+def _tile_buffer(stack:RasterStack, n:int) -> tuple:
+    "The stack's tile slots (at least `n`: (slots, layers, th*tw + pad)) and the tile each holds, kept from run to run."
+    if len(getattr(stack, '_tiles', ())) < n:  # a new buffer holds nothing yet
+        size = stack.tile[0] * stack.tile[1] + _PLANE_PAD
+        stack._tiles, stack._held = np.empty((n, len(stack.specs), size), stack.dtype), OrderedDict()
+    return stack._tiles, stack._held
+
+def _slot(tiles:np.ndarray, s:int, tile:tuple) -> np.ndarray:
+    "Slot `s` of a tile buffer as a (layers, th, tw) view."
+    return tiles[s, :, :tile[0] * tile[1]].reshape(-1, *tile)
+
+def _fill_tile(stack:RasterStack, out:np.ndarray, i:int, j:int):
+    "Read tile (i, j) of the stack into `out` (layers, th, tw), with zeros past the raster's edge."
     (th, tw), (H, W) = stack.tile, stack.shape
+    r0, c0 = i * th, j * tw; h, w = min(th, H - r0), min(tw, W - c0)
+    if (h, w) == (th, tw): return stack.read(r0, c0, h, w, out=out)  # straight into the slot
+    out[:] = 0; out[:, :h, :w] = stack.read(r0, c0, h, w)
+
+# %% ../nbs/08_local.ipynb #5abe73f4
+def _read_tiles(stack:RasterStack, mask:np.ndarray, origin, keep:int=0) -> tuple:
+    "The stack's tile slots, holding the tiles marked in `mask` (from tile `origin`), and each one's slot; `keep` slots at least."
+    ij = [tuple(t) for t in (np.argwhere(mask) + origin).tolist()]
+    tiles, held = _tile_buffer(stack, max(len(ij), keep))
+    need, used = set(ij), set(held.values())
+    room = iter([(None, s) for s in range(len(tiles)) if s not in used] +  # empty slots, then the least recently used
+                [(t, s) for t, s in held.items() if t not in need])
+    for t in ij:
+        if t in held: held.move_to_end(t); continue  # read by an earlier run: reused
+        old, s = next(room)
+        if old is not None: del held[old]
+        _fill_tile(stack, _slot(tiles, s, stack.tile), *t); held[t] = s
     slots = np.full(mask.shape, -1, np.int64)
-    ij = np.argwhere(mask); slots[mask] = np.arange(len(ij))
-    tiles = _tile_buffer(stack, len(ij))  # valid until the next call
-    for s, (i, j) in enumerate((ij + origin).tolist()):
-        r0, c0 = i * th, j * tw; h, w = min(th, H - r0), min(tw, W - c0)
-        if (h, w) == (th, tw): stack.read(r0, c0, h, w, out=tiles[s]); continue  # straight into the tile's slot
-        tiles[s] = 0; tiles[s, :, :h, :w] = stack.read(r0, c0, h, w)
+    slots[tuple((np.argwhere(mask)).T)] = [held[t] for t in ij]
     return tiles, slots
 
 # %% ../nbs/08_local.ipynb #03c421da
 def _tally_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata):
     "Per site of cells [starts[i], starts[i+1]): class rows (site, layer, class, count, area), area, valid area."
-    k, n, mh, mw = tiles.shape[1], len(starts) - 1, (1 << sh) - 1, (1 << sw) - 1
-    acc, total, valid = np.zeros((k, 256, 2)), np.zeros(n), np.zeros((n, k))
-    out, m = np.empty((5, max(1024, 4 * k * n))), 0  # site, layer, class, count, area; doubled when full
+    k, n, mh, mw, plane = tiles.shape[1], len(starts) - 1, (1 << sh) - 1, (1 << sw) - 1, tiles.shape[2]  # padded planes
+    px, counts, areas = tiles.reshape(-1), np.zeros((k, 256)), np.zeros((k, 256))
+    total, valid, out, m = np.zeros(n), np.zeros((n, k)), np.empty((5, max(1024, 4 * k * n))), 0  # doubled when full
     for i in range(n):
         for j in range(starts[i], starts[i + 1]):
             r, c, w = rows[j], cols[j], cov[j]
-            s, a = slots[(r >> sh) - tr0, (c >> sw) - tc0], w * row_area[r]  # the cell's tile, its covered area
-            r, c, total[i] = r & mh, c & mw, total[i] + a
+            a, at = w * row_area[r], slots[(r >> sh) - tr0, (c >> sw) - tc0] * k * plane + (r & mh) * (mw + 1) + (c & mw)
+            total[i] += a  # the cell's covered area; `at`: its first layer's pixel in `px`
             for l in range(k):
-                v = tiles[s, l, r, c]
-                acc[l, v, 0] += w; acc[l, v, 1] += a
+                v = px[at + l * plane]; counts[l, v] += w; areas[l, v] += a
         if m + k * 256 > out.shape[1]: out = np.concatenate((out, np.empty_like(out)), axis=1)
         for l in range(k):
             for v in range(256):
-                if acc[l, v, 0] > 0 and v != nodata[l]:
-                    out[0, m], out[1, m], out[2, m], out[3, m], out[4, m] = i, l, v, acc[l, v, 0], acc[l, v, 1]
-                    valid[i, l] += acc[l, v, 1]; m += 1
-                acc[l, v, 0] = acc[l, v, 1] = 0.0
+                if counts[l, v] > 0 and v != nodata[l]:
+                    out[0, m], out[1, m], out[2, m], out[3, m], out[4, m] = i, l, v, counts[l, v], areas[l, v]
+                    valid[i, l] += areas[l, v]; m += 1
+                counts[l, v] = areas[l, v] = 0.0
     return out[:, :m], total, valid
-
-@functools.cache
-def _compiled(fn):
-    "`fn` compiled by numba, cached on disk; built on first use."
-    return _need('numba').njit(cache=True, nogil=True)(fn)
 
 # %% ../nbs/08_local.ipynb #e09dd591
 def _tally_pairs_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata, pf, pt):
     "Per site of cells [starts[i], starts[i+1]): rows (site, pair, class from, class to, count, area), area, valid area."
-    k, n, q, mh, mw = tiles.shape[1], len(starts) - 1, len(pf), (1 << sh) - 1, (1 << sw) - 1
-    acc, seen, used = np.zeros((q, 65536, 2)), np.zeros((q, 65536), np.int64), np.zeros(q, np.int64)
+    k, n, q, mh, mw, plane = tiles.shape[1], len(starts) - 1, len(pf), (1 << sh) - 1, (1 << sw) - 1, tiles.shape[2]
+    px = tiles.reshape(-1)
+    acc, seen, used = np.zeros((65536, q, 2)), np.zeros((q, 65536), np.int64), np.zeros(q, np.int64)  # by (from, to)
     total, valid, out, m = np.zeros(n), np.zeros((n, k)), np.empty((6, max(1024, 8 * q * n))), 0
     for i in range(n):
         for j in range(starts[i], starts[i + 1]):
             r, c, w = rows[j], cols[j], cov[j]
-            s, a = slots[(r >> sh) - tr0, (c >> sw) - tc0], w * row_area[r]  # the cell's tile, its covered area
-            r, c, total[i] = r & mh, c & mw, total[i] + a
+            a, at = w * row_area[r], slots[(r >> sh) - tr0, (c >> sw) - tc0] * k * plane + (r & mh) * (mw + 1) + (c & mw)
+            total[i] += a  # the cell's covered area; `at`: its first layer's pixel in `px`
             for l in range(k):
-                if tiles[s, l, r, c] != nodata[l]: valid[i, l] += a
+                if px[at + l * plane] != nodata[l]: valid[i, l] += a
             for p in range(q):
-                f, t = tiles[s, pf[p], r, c], tiles[s, pt[p], r, c]
+                f, t = px[at + pf[p] * plane], px[at + pt[p] * plane]
                 if w <= 0 or f == nodata[pf[p]] or t == nodata[pt[p]]: continue
                 v = int(f) * 256 + int(t)
-                if acc[p, v, 0] == 0: seen[p, used[p]] = v; used[p] += 1
-                acc[p, v, 0] += w; acc[p, v, 1] += a
+                if acc[v, p, 0] == 0: seen[p, used[p]] = v; used[p] += 1
+                acc[v, p, 0] += w; acc[v, p, 1] += a  # a stable pixel: adjacent entries
         while m + used.sum() > out.shape[1]: out = np.concatenate((out, np.empty_like(out)), axis=1)
         for p in range(q):
             for v in np.sort(seen[p, :used[p]]):
                 out[0, m], out[1, m], out[2, m], out[3, m] = i, p, v // 256, v % 256
-                out[4, m], out[5, m] = acc[p, v, 0], acc[p, v, 1]; acc[p, v, 0] = acc[p, v, 1] = 0.0; m += 1
+                out[4, m], out[5, m] = acc[v, p, 0], acc[v, p, 1]; acc[v, p, 0] = acc[v, p, 1] = 0.0; m += 1
             used[p] = 0
     return out[:, :m], total, valid
 
 # %% ../nbs/08_local.ipynb #83f37071
 def _warm_up():
-    "Compile the tallies now (numba caches them on disk until this module changes), e.g. before timing the engine."
+    "Compile the coverage kernel and the tallies now (numba caches them on disk until this module changes)."
     one = np.zeros(1, np.int64)
-    args = (np.zeros((1, 1, 16, 16), np.uint8), np.zeros((1, 1), np.int64), 0, 0, 4, 4, one, one, np.ones(1),
+    args = (np.zeros((1, 1, 256), np.uint8), np.zeros((1, 1), np.int64), 0, 0, 4, 4, one, one, np.ones(1),
             np.array([0, 1]), np.ones(16), np.array([-1]))
     _compiled(_tally_u8)(*args); _compiled(_tally_pairs_u8)(*args, one, one)
+    grid_coverage([box(0, 0, 1, 1)], _need('affine').Affine(1, 0, 0, 0, -1, 1), (1, 1))
 
 # %% ../nbs/08_local.ipynb #fc8429ac
-def _cells(cover:list, width:int) -> tuple:
-    "Positions of the polygons that touch cells, and their cells as one run: rows, cols, coverage, starts."
-    idx = np.array([i for i, (c, _) in enumerate(cover) if len(c)], np.int64)
-    if not len(idx): return idx, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64)
-    rows, cols = np.divmod(np.concatenate([cover[i][0] for i in idx]), width)
-    starts = np.r_[0, np.cumsum([len(cover[i][0]) for i in idx])]
-    return idx, rows, cols, np.concatenate([cover[i][1] for i in idx]), starts
-
 def _tile_windows(rows, cols, starts, tile) -> np.ndarray:
     "(sites, 4) first tile row, first tile column, end tile row, end tile column of each run of cells."
     s, (th, tw) = starts[:-1], tile
@@ -543,11 +673,12 @@ def _nodata_codes(stack:RasterStack) -> np.ndarray:
 def _u8_runs(stack:RasterStack, geoms:list, max_bytes:int):
     "Yield (site positions, tally arguments) per run of sites whose tiles fit in `max_bytes`, each tile decoded once."
     k, (th, tw) = len(stack.specs), stack.tile
-    idx, rows, cols, cov, starts = _cells(polygon_coverage(geoms, stack.transform, stack.shape), stack.shape[1])
+    idx, rows, cols, cov, starts = grid_coverage(geoms, stack.transform, stack.shape, stack.__dict__.setdefault('_cells', {}))
     if not len(idx): return
-    for a, b, mask, lo in _runs(_tile_windows(rows, cols, starts, stack.tile), max(1, max_bytes // (k * th * tw))):
+    n = max(1, max_bytes // (k * th * tw))  # tiles per run; twice as many kept, for the next runs
+    for a, b, mask, lo in _runs(_tile_windows(rows, cols, starts, stack.tile), n):
         s, e = starts[a], starts[b]
-        yield idx[a:b], (*_read_tiles(stack, mask, lo), lo[0], lo[1], th.bit_length() - 1, tw.bit_length() - 1,
+        yield idx[a:b], (*_read_tiles(stack, mask, lo, 2 * n), lo[0], lo[1], th.bit_length() - 1, tw.bit_length() - 1,
                          rows[s:e], cols[s:e], cov[s:e], starts[a:b + 1] - s, stack.row_area, _nodata_codes(stack))
 
 # %% ../nbs/08_local.ipynb #965b0640
@@ -683,10 +814,15 @@ def _auto_workers(n_sites:int, workers) -> int:
     return int(workers)
 
 # %% ../nbs/08_local.ipynb #669a3836
+@contextlib.contextmanager
+def _local_stack(specs, gdal_cachemax, earth='wgs84'):
+    "The source opened in this process, under a GDAL block cache of `gdal_cachemax` MB."
+    with _need('rasterio').Env(GDAL_CACHEMAX=gdal_cachemax * 2**20), RasterStack(specs, earth) as stack: yield stack  # bytes
+
 def _run_here(kind, args, geoms, specs, pieces, bar, gdal_cachemax, earth='wgs84') -> list:
     "Measure `pieces` in this process: [(positions, result dict)], ticking `bar`."
     out = []
-    with _need('rasterio').Env(GDAL_CACHEMAX=gdal_cachemax * 2**20), RasterStack(specs, earth) as stack:  # bytes
+    with _local_stack(specs, gdal_cachemax, earth) as stack:
         for p in pieces: out.append((p, _measure_piece(kind, args, stack, [geoms[i] for i in p]))); bar.update(len(p))
     return out
 
@@ -704,27 +840,43 @@ def _script_hidden():
         for a, v in saved.items(): setattr(main, a, v)
 
 # %% ../nbs/08_local.ipynb #2c6dc687
+def _collect(running:dict, done:dict, pieces:list, bar, wait:bool=False):
+    "Move the finished futures of `running` (future -> piece number) to `done`, ticking `bar`; all of them if `wait`."
+    for f in (as_completed(list(running)) if wait else [f for f in running if f.done()]):
+        k = running.pop(f); done[k] = f.result(); bar.update(len(pieces[k]))
+
+def _share(here, there, pieces:list, bar, ahead:int) -> list:
+    "Results of all `pieces` in order: `here(k)` takes them from the front, `there(k)` (a future) from the back."
+    todo, running, done = deque(range(len(pieces))), {}, {}
+    while todo or running:
+        while todo and len(running) < ahead: k = todo.pop(); running[there(k)] = k
+        _collect(running, done, pieces, bar)
+        if not todo: _collect(running, done, pieces, bar, wait=True); continue
+        k = todo.popleft(); done[k] = here(k); bar.update(len(pieces[k]))
+    return [done[k] for k in range(len(pieces))]
+
+# %% ../nbs/08_local.ipynb #add1e7f7
 def _run_workers(kind, args, geoms, specs, pieces, bar, workers:int, gdal_cachemax, earth='wgs84') -> list:
-    "Measure `pieces` in `workers` processes, each with its own datasets: [(positions, result dict)], in piece order."
+    "Measure `pieces` here and in `workers - 1` processes, each with its own datasets: [(positions, result dict)], in order."
     mod = importlib.import_module('gee_polygons.local')  # workers import the installed module, not a notebook
-    tasks = [(kind, args, shapely.to_wkb(np.array([geoms[i] for i in p], dtype=object))) for p in pieces]
-    out = []
-    with ProcessPoolExecutor(workers, mp_context=get_context('spawn'), initializer=mod._worker_init,
-                             initargs=(specs, gdal_cachemax, earth)) as ex:
-        with _script_hidden(): results = ex.map(mod._worker_piece, tasks)  # the workers start here
+    wkb = lambda k: shapely.to_wkb(np.array([geoms[i] for i in pieces[k]], dtype=object))
+    with ProcessPoolExecutor(workers - 1, mp_context=get_context('spawn'), initializer=mod._worker_init,
+                             initargs=(specs, gdal_cachemax, earth)) as ex, _local_stack(specs, gdal_cachemax, earth) as st:
+        here = lambda k: _measure_piece(kind, args, st, [geoms[i] for i in pieces[k]])
+        there = lambda k: ex.submit(mod._worker_piece, (kind, args, wkb(k)))
         try:
-            for p, r in zip(pieces, results): out.append((p, r)); bar.update(len(p))
-        except ValueError as e: raise e.with_traceback(None) from None  # a user's error (a damaged raster): one line
-    return out
+            with _script_hidden(): return list(zip(pieces, _share(here, there, pieces, bar, 2 * (workers - 1))))
+        except ValueError as e:  # a user's error (a damaged raster): one line
+            ex.shutdown(cancel_futures=True); raise e.with_traceback(None) from None
 
 # %% ../nbs/08_local.ipynb #57876a8c
 def run_pieces(kind:str, # 'categorical', 'transitions' or 'continuous'
                args:tuple, # extra arguments of the piece function (pairs for transitions, the reducer for continuous)
                geoms:list, # polygons in the raster's CRS (None for empty ones)
                specs:list, # (path, band) per layer
-               workers=None, # processes; None: automatic
+               workers=None, # processes measuring, this one included; None: automatic
                progress:bool=True, # show a tqdm bar
-               piece_size:int=250, # sites per piece (per exactextract call)
+               piece_size:int=250, # sites per piece (per `grid_coverage` call)
                gdal_cachemax:int=16, # MB of GDAL block cache per process
                earth:str='wgs84', # earth model of pixel areas: 'wgs84' or 'sphere'
               ) -> list:
@@ -779,7 +931,7 @@ def _categorical_table(ids, years, layer, parts) -> pd.DataFrame:
     classified = np.bincount(site * len(years) + lay, area, len(ids) * len(years))[site * len(years) + lay]
     return pd.DataFrame(dict(site_id=_site_ids(ids, site), year=np.asarray(years, np.int64)[lay], class_value=cls,
                              class_name=_class_names(layer, cls), count=r['count'], area_ha=area / 1e4,
-                             fraction=area / classified))
+                             fraction=area / classified), copy=False)  # fresh columns: no copy
 
 # %% ../nbs/08_local.ipynb #c20b7c74
 def _gather(parts, n, k) -> tuple:
@@ -834,7 +986,7 @@ def _transitions_table(ids, years, pairs, layer, parts, valid) -> pd.DataFrame:
     base = valid[site, np.searchsorted(years, yf)[pair]]  # the site's classified area in year_from
     return pd.DataFrame(dict(site_id=_site_ids(ids, site), year_from=yf[pair], year_to=yt[pair], class_from=cf,
                              class_from_name=_class_names(layer, cf), class_to=ct, class_to_name=_class_names(layer, ct),
-                             count=r['count'], area_ha=area / 1e4, fraction=area / base))
+                             count=r['count'], area_ha=area / 1e4, fraction=area / base), copy=False)
 
 # %% ../nbs/08_local.ipynb #d227ee10
 def local_transitions(sites, # SiteCollection, list of Sites, or one Site

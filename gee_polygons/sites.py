@@ -31,6 +31,8 @@ def _missing(v) -> bool:
 
 def site_id_str(v) -> str|None:
     "`v` as a site id: 12 and 12.0 give '12'; None, NaN and '' give None."
+    if type(v) is str: return v.strip() or None  # the common cases first, without the checks below
+    if type(v) is int: return str(v)
     if _missing(v): return None
     if isinstance(v, (bool, np.bool_)): return str(bool(v))
     if isinstance(v, numbers.Integral): return str(int(v))
@@ -40,6 +42,7 @@ def site_id_str(v) -> str|None:
 # %% ../nbs/01_sites.ipynb #35a469e4
 def _year(v, site_id=None) -> int|None:
     "`v` as a whole year (2016.0 -> 2016); None when missing."
+    if type(v) is int: return v  # the common case first
     if _missing(v) or (isinstance(v, str) and not v.strip()): return None
     try: f = float(v)
     except (TypeError, ValueError): f = math.nan
@@ -48,6 +51,9 @@ def _year(v, site_id=None) -> int|None:
 
 def _clean(v):
     "A property value fit for JSON: NaN/NA -> None, numpy scalars -> Python, dates -> ISO strings."
+    t = type(v)
+    if t is str or t is int or t is bool or v is None: return v  # already fit: the common cases first
+    if t is float: return None if v != v else v
     if _missing(v): return None
     if isinstance(v, np.generic): return v.item()
     return v.isoformat() if hasattr(v, 'isoformat') else v
@@ -204,6 +210,8 @@ def from_shapely(cls:PolygonArray, geoms) -> PolygonArray:
 def to_shapely(self:PolygonArray) -> np.ndarray:
     "Shapely Polygons and MultiPolygons (every geometry needs at least one part)."
     if not len(self): return np.empty(0, object)
+    if not self.multi.any() and np.array_equal(self.geom_off, np.arange(len(self) + 1)):  # one Polygon each: no MultiPolygon detour
+        return shapely.from_ragged_array(shapely.GeometryType.POLYGON, self.coords, (self.ring_off, self.part_off))
     out = shapely.from_ragged_array(_MP, self.coords, (self.ring_off, self.part_off, self.geom_off))
     out[~self.multi] = shapely.get_geometry(out[~self.multi], 0)
     return out
@@ -276,8 +284,21 @@ def _geojson_polygons(g) -> tuple:
     if t not in POLYGON_TYPES: return (str(t) if t else 'malformed'), []
     polys = [c] if t == 'Polygon' else c
     if polys is None or (t == 'Polygon' and c is None): return t, []
-    if not _is_seq(polys) or not all(_is_seq(p) and all(_is_seq(r) for r in p) for p in polys): return 'malformed', []
+    if not _is_seq(polys) or not all(_is_seq(p) and all(map(_is_seq, p)) for p in polys): return 'malformed', []
     return t, [p for p in polys if len(p)]
+
+# %% ../nbs/01_sites.ipynb #97fdc1c2
+def _flat_xy(positions:list):
+    "(n, 2) float array of `positions` (lists of 2 or more numbers; Z dropped), or None when one is not such a list."
+    if not set(map(type, positions)) <= {list, tuple}: return None
+    sizes = set(map(len, positions))
+    if sizes and min(sizes) < 2: return None
+    n = None if len(sizes) == 1 else np.fromiter(map(len, positions), np.int64, len(positions))  # mixed 2D and 3D
+    try: flat = np.fromiter(chain.from_iterable(positions), float, len(positions) * min(sizes) if n is None else int(n.sum()))
+    except (TypeError, ValueError, OverflowError): return None
+    if n is None: return np.ascontiguousarray(flat.reshape(len(positions), -1)[:, :2])
+    first = np.cumsum(n) - n
+    return np.column_stack([flat[first], flat[first + 1]])
 
 # %% ../nbs/01_sites.ipynb #de7c56f0
 def _ring_xy(r):
@@ -289,12 +310,8 @@ def _ring_xy(r):
 
 def _rings_xy(rings:list) -> tuple:
     "All positions of `rings` as one (n, 2) float array, and a flag per malformed ring."
-    bad = np.zeros(len(rings), bool)
-    try:
-        xy = np.array(list(chain.from_iterable(rings)), float)
-        if xy.ndim == 2 and xy.shape[1] >= 2: return np.ascontiguousarray(xy[:, :2]), bad
-        if xy.size == 0: return np.empty((0, 2)), bad
-    except (TypeError, ValueError): pass
+    bad, xy = np.zeros(len(rings), bool), _flat_xy(list(chain.from_iterable(rings)))
+    if xy is not None: return xy, bad
     parts = [_ring_xy(r) for r in rings]
     bad[:] = [p is None for p in parts]
     return np.concatenate([np.full((len(r), 2), np.nan) if p is None else p for r, p in zip(rings, parts)] + [np.empty((0, 2))]), bad

@@ -121,3 +121,21 @@ def test_no_mask_reaches_the_categorical_reducer(sites):
         t = json.dumps(ee.serializer.encode(E.categorical_table(layer, layer.years[-2:], sites), is_compound=False))
         assert '"Image.updateMask"' not in t and t.count('"Image.unmask"') >= 2
         assert '"sameFootprint": {"constantValue": false}' in t
+
+@pytest.mark.parametrize('layer', CATEGORICAL, ids=lambda l: l.name)
+def test_reused_pieces_give_the_fresh_request(layer, sites):
+    "Tables built with the reused image, reducer and functions serialize exactly as a build from scratch does."
+    ys = layer.years[-3:]
+    builds = [lambda: E.categorical_table(layer, ys, sites, coverage=True), lambda: E.transitions_table(layer, E.year_pairs(ys), sites[:2])]
+    for build in builds:
+        build(); again = ee.serializer.toJSON(build())
+        E._FUNCTIONS.clear()
+        assert ee.serializer.toJSON(build()) == again
+
+def test_constants_are_the_plain_containers_written_out():
+    "ConstantList and ConstantDictionary give the expression plain ee.List / ee.Dictionary give, in fewer nodes."
+    rows, legend = [['a', [[[1.5, 2.0]]]], [3, None, True]], {'3': 'Forest', '15': 'Pasture', 'x': [1, {'y': 2}]}
+    inline = lambda o: ee.serializer.encode(o, is_compound=False)
+    assert inline(E.ConstantList(rows)) == inline(ee.List(rows))
+    assert inline(E.ConstantDictionary(legend)) == inline(ee.Dictionary(legend))
+    assert ee.serializer.toJSON(E.ConstantDictionary(legend).get('3')) == ee.serializer.toJSON(ee.Dictionary(legend).get('3'))

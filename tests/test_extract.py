@@ -87,7 +87,8 @@ def test_ee_path_agrees_with_local_engine_on_the_sample():
     keys = ['site_id', 'year', 'class_value']
     m = r.data.merge(loc.data, on=keys, how='outer', suffixes=('_ee', '_local'), indicator=True)
     assert (m['_merge'] == 'both').all()
-    for c in ('count', 'area_ha', 'fraction'): pd.testing.assert_series_equal(m[f'{c}_ee'], m[f'{c}_local'], check_names=False, rtol=1e-9)
+    for c in ('count', 'area_ha', 'fraction'):  # the evaluator measures with exactextract (float32 fractions), the engine in float64
+        pd.testing.assert_series_equal(m[f'{c}_ee'], m[f'{c}_local'], check_names=False, rtol=1e-6)
     assert (m['class_name_ee'] == m['class_name_local']).all()
     assert r.warnings == loc.warnings and [i for i, _ in r.warnings] == ['site_07']  # half outside; no gap in these years
 

@@ -81,7 +81,7 @@ def test_counts_agree_with_bare_exactextract(geo):
         mine = res.data[res.data.site_id == r.site_id]
         o = np.argsort(r.u)
         assert mine.class_value.tolist() == [int(v) for v in r.u[o]]
-        np.testing.assert_allclose(mine['count'].to_numpy(), (r.f * r.n)[o], rtol=1e-9)
+        np.testing.assert_allclose(mine["count"].to_numpy(), (r.f * r.n)[o], rtol=1e-7)  # exactextract keeps fractions in float32
 
 
 def test_projected_raster_in_epsg5880_with_sites_in_4326(tmp_path):
@@ -140,7 +140,8 @@ def test_continuous_single_file_yearly_and_workers(tmp_path):
             v = vals.reshape(4, -1)[:, cells]
             stats, counts = weighted_stats(v, cov, red, -1)
             row = res.data.iloc[2 * i + 1]  # 2021: layers 2 and 3
-            np.testing.assert_allclose([row.NDVI, row.EVI, row.valid_count], [stats[2], stats[3], counts[2]], rtol=1e-9)
+            np.testing.assert_allclose([row.NDVI, row.EVI, row.valid_count], [stats[2], stats[3], counts[2]],
+                                       rtol=1e-6)  # exactextract's fractions are float32, the engine's float64
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -440,3 +440,19 @@ def test_bulk_geojson_parse_pauses_the_collector_and_restores_it(tmp_path, monke
     with pytest.raises(ValueError, match='is not valid JSON'): S.SiteCollection.from_file(tmp_path / 'bad.geojson')
     assert gc.isenabled()
     assert S.SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': feats}).ids == ['s0', 's1', 's2'] and gc.isenabled()
+
+def test_one_pass_positions_equal_ring_by_ring():
+    "The one-pass position read (`_flat_xy`) packs exactly what the ring-by-ring read packs, 2D, 3D, mixed and tuples."
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        dims = [2, 3] if trial % 2 else [[2], [3]][trial % 4 // 2]
+        rings = [[list(rng.uniform(-50, 50, int(rng.choice(dims)))) for _ in range(int(rng.integers(0, 8)))] for _ in range(50)]
+        if trial % 3 == 0: rings = [[tuple(p) for p in r] for r in rings]
+        xy, bad = sites_mod._rings_xy(rings)
+        ref = [sites_mod._ring_xy(r) for r in rings]
+        assert not bad.any() and np.array_equal(xy, np.concatenate(ref + [np.empty((0, 2))]))
+    feats = [{'type': 'Feature', 'properties': {'id': i}, 'geometry': {'type': 'Polygon', 'coordinates': [[list(p) for p in r]]}}
+             for i, r in enumerate(star(-50, -10, 8, 0.01, rng) for _ in range(30))]
+    feats[3]['geometry']['coordinates'][0][2].append(123.0)  # one 3D position among 2D ones
+    sc = SiteCollection.from_geojson({'type': 'FeatureCollection', 'features': feats})
+    assert [s.geometry['coordinates'][0] for s in sc] == [[p[:2] for p in f['geometry']['coordinates'][0]] for f in feats]
