@@ -180,15 +180,17 @@ def period_parts(df:pd.DataFrame) -> pd.DataFrame:
     return out
 
 # %% ../nbs/00_layers.ipynb #2b1927df
-def _typed(col:pd.Series, t:str):
-    "The values of column `col` as dtype `t`: the same array, not a copy, when they already are."
+_COPY_ON_WRITE = int(pd.__version__.split('.')[0]) >= 3 # pandas 3 copies a shared column when either side changes it
+
+def _typed(col:pd.Series, t:str) -> pd.Series:
+    "Column `col` as dtype `t`, indexed from 0: under copy-on-write, not copied when it already is."
     if str(col.dtype) != t: col = (col if t == 'string' else pd.to_numeric(col)).astype(t)
-    return col.array
+    return col.reset_index(drop=True)  # a Series, not its array: pandas keeps track of who shares it
 
 def tidy(df:pd.DataFrame, # rows from any engine
          schema:dict, # column -> dtype, e.g. `CATEGORICAL_SCHEMA`
         ) -> pd.DataFrame:
-    "`df` with exactly the `schema` columns, in order, with its dtypes (columns of the right dtype are not copied)."
+    "`df` with exactly the `schema` columns, in order, with its dtypes (under copy-on-write, right ones are not copied)."
     missing = [c for c in schema if c not in df.columns]
     if missing: raise ValueError(f'Table lacks columns {missing}; expected {list(schema)}.')
-    return pd.DataFrame({c: _typed(df[c], t) for c, t in schema.items()}, copy=False)
+    return pd.DataFrame({c: _typed(df[c], t) for c, t in schema.items()}, copy=not _COPY_ON_WRITE)

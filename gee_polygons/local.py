@@ -111,6 +111,8 @@ def site_geometries(sites) -> tuple:
     return [i for i, _ in pairs], [g for _, g in pairs]
 
 # %% ../nbs/08_local.ipynb #aba7bda2
+_POLYGONAL = [shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON]
+
 def to_raster_crs(geoms:list, # shapely geometries in EPSG:4326 (None allowed)
                   crs, # the raster's CRS
                  ) -> list:
@@ -120,7 +122,7 @@ def to_raster_crs(geoms:list, # shapely geometries in EPSG:4326 (None allowed)
     if ok.any() and not dst.equals(pyproj.CRS('EPSG:4326'), ignore_axis_order=True):
         tr = pyproj.Transformer.from_crs('EPSG:4326', dst, always_xy=True)
         arr[ok] = shapely.transform(arr[ok], lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-    good = ok.copy(); good[ok] = shapely.is_valid(arr[ok]) & np.isin(shapely.get_type_id(arr[ok]), [3, 6])  # polygonal
+    good = ok.copy(); good[ok] = shapely.is_valid(arr[ok]) & np.isin(shapely.get_type_id(arr[ok]), _POLYGONAL)
     return [g if k else _polygonal(g) for g, k in zip(arr.tolist(), good)]
 
 # %% ../nbs/08_local.ipynb #62f35e82
@@ -574,19 +576,25 @@ def _read_tiles(stack:RasterStack, mask:np.ndarray, origin, keep:int=0) -> tuple
         if old is not None: del held[old]
         _fill_tile(stack, _slot(tiles, s, stack.tile), *t); held[t] = s
     slots = np.full(mask.shape, -1, np.int64)
-    slots[tuple((np.argwhere(mask)).T)] = [held[t] for t in ij]
+    slots[mask] = [held[t] for t in ij]  # `ij` is in the mask's order
     return tiles, slots
+
+# %% ../nbs/08_local.ipynb #f0b07f73
+@_kernel
+def _pixel_at(slots, tr0, tc0, sh, sw, k, plane, r, c):
+    "Where cell (r, c)'s first layer lies in the flat tile buffer: its tile's slot, then its place in the tile."
+    return slots[(r >> sh) - tr0, (c >> sw) - tc0] * k * plane + (r & ((1 << sh) - 1)) * (1 << sw) + (c & ((1 << sw) - 1))
 
 # %% ../nbs/08_local.ipynb #03c421da
 def _tally_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata):
     "Per site of cells [starts[i], starts[i+1]): class rows (site, layer, class, count, area), area, valid area."
-    k, n, mh, mw, plane = tiles.shape[1], len(starts) - 1, (1 << sh) - 1, (1 << sw) - 1, tiles.shape[2]  # padded planes
+    k, n, plane = tiles.shape[1], len(starts) - 1, tiles.shape[2]  # padded planes
     px, counts, areas = tiles.reshape(-1), np.zeros((k, 256)), np.zeros((k, 256))
     total, valid, out, m = np.zeros(n), np.zeros((n, k)), np.empty((5, max(1024, 4 * k * n))), 0  # doubled when full
     for i in range(n):
         for j in range(starts[i], starts[i + 1]):
             r, c, w = rows[j], cols[j], cov[j]
-            a, at = w * row_area[r], slots[(r >> sh) - tr0, (c >> sw) - tc0] * k * plane + (r & mh) * (mw + 1) + (c & mw)
+            a, at = w * row_area[r], _pixel_at(slots, tr0, tc0, sh, sw, k, plane, r, c)
             total[i] += a  # the cell's covered area; `at`: its first layer's pixel in `px`
             for l in range(k):
                 v = px[at + l * plane]; counts[l, v] += w; areas[l, v] += a
@@ -602,14 +610,14 @@ def _tally_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area,
 # %% ../nbs/08_local.ipynb #e09dd591
 def _tally_pairs_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata, pf, pt):
     "Per site of cells [starts[i], starts[i+1]): rows (site, pair, class from, class to, count, area), area, valid area."
-    k, n, q, mh, mw, plane = tiles.shape[1], len(starts) - 1, len(pf), (1 << sh) - 1, (1 << sw) - 1, tiles.shape[2]
+    k, n, q, plane = tiles.shape[1], len(starts) - 1, len(pf), tiles.shape[2]
     px = tiles.reshape(-1)
     acc, seen, used = np.zeros((65536, q, 2)), np.zeros((q, 65536), np.int64), np.zeros(q, np.int64)  # by (from, to)
     total, valid, out, m = np.zeros(n), np.zeros((n, k)), np.empty((6, max(1024, 8 * q * n))), 0
     for i in range(n):
         for j in range(starts[i], starts[i + 1]):
             r, c, w = rows[j], cols[j], cov[j]
-            a, at = w * row_area[r], slots[(r >> sh) - tr0, (c >> sw) - tc0] * k * plane + (r & mh) * (mw + 1) + (c & mw)
+            a, at = w * row_area[r], _pixel_at(slots, tr0, tc0, sh, sw, k, plane, r, c)
             total[i] += a  # the cell's covered area; `at`: its first layer's pixel in `px`
             for l in range(k):
                 if px[at + l * plane] != nodata[l]: valid[i, l] += a
