@@ -86,13 +86,13 @@ def _map(fc:ee.FeatureCollection, fn) -> ee.FeatureCollection:
 
 # %% ../nbs/02_earthengine.ipynb #3df9564c
 def _multipolygon(site) -> list:
-    "`site`'s geometry as MultiPolygon coordinates of float [x, y] pairs."
+    "`site`'s geometry as MultiPolygon coordinates of float (x, y) pairs (tuples: see below)."
     g = site.geometry or {}
     if g.get('type') == 'Polygon': polys = [g['coordinates']]
     elif g.get('type') == 'MultiPolygon': polys = g['coordinates']
     else: raise ValueError(f"Site {site.site_id!r} has a {g.get('type') or 'missing'} geometry; only Polygon and "
                            "MultiPolygon sites can be summarised. Fix or drop it.")
-    return [[[[float(p[0]), float(p[1])] for p in r] for r in poly] for poly in polys]
+    return [[[(float(p[0]), float(p[1])) for p in r] for r in poly] for poly in polys]
 
 # %% ../nbs/02_earthengine.ipynb #4b75e22f
 def _site_list(sites) -> list:

@@ -580,16 +580,18 @@ def _read_tiles(stack:RasterStack, mask:np.ndarray, origin, keep:int=0) -> tuple
     return tiles, slots
 
 # %% ../nbs/08_local.ipynb #f0b07f73
+_UI = np.uint64  # kernels index with unsigned integers: numba then skips its negative-index check on each access
+
 @_kernel
 def _pixel_at(slots, tr0, tc0, sh, sw, k, plane, r, c):
-    "Where cell (r, c)'s first layer lies in the flat tile buffer: its tile's slot, then its place in the tile."
-    return slots[(r >> sh) - tr0, (c >> sw) - tc0] * k * plane + (r & ((1 << sh) - 1)) * (1 << sw) + (c & ((1 << sw) - 1))
+    "Where cell (r, c)'s first layer lies in the flat tile buffer (unsigned): its tile's slot, then its place in the tile."
+    return _UI(slots[(r >> sh) - tr0, (c >> sw) - tc0] * k * plane + (r & ((1 << sh) - 1)) * (1 << sw) + (c & ((1 << sw) - 1)))
 
 # %% ../nbs/08_local.ipynb #03c421da
 def _tally_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata):
     "Per site of cells [starts[i], starts[i+1]): class rows (site, layer, class, count, area), area, valid area."
     k, n, plane = tiles.shape[1], len(starts) - 1, tiles.shape[2]  # padded planes
-    px, counts, areas = tiles.reshape(-1), np.zeros((k, 256)), np.zeros((k, 256))
+    px, counts, areas = tiles.reshape(-1), np.zeros(k * 256), np.zeros(k * 256)  # at layer << 8 | class
     total, valid, out, m = np.zeros(n), np.zeros((n, k)), np.empty((5, max(1024, 4 * k * n))), 0  # doubled when full
     for i in range(n):
         for j in range(starts[i], starts[i + 1]):
@@ -597,42 +599,62 @@ def _tally_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area,
             a, at = w * row_area[r], _pixel_at(slots, tr0, tc0, sh, sw, k, plane, r, c)
             total[i] += a  # the cell's covered area; `at`: its first layer's pixel in `px`
             for l in range(k):
-                v = px[at + l * plane]; counts[l, v] += w; areas[l, v] += a
+                e = _UI(l) << _UI(8) | _UI(px[at + _UI(l * plane)]); counts[e] += w; areas[e] += a
         if m + k * 256 > out.shape[1]: out = np.concatenate((out, np.empty_like(out)), axis=1)
-        for l in range(k):
-            for v in range(256):
-                if counts[l, v] > 0 and v != nodata[l]:
-                    out[0, m], out[1, m], out[2, m], out[3, m], out[4, m] = i, l, v, counts[l, v], areas[l, v]
-                    valid[i, l] += areas[l, v]; m += 1
-                counts[l, v] = areas[l, v] = 0.0
+        for e in range(k * 256):
+            if counts[e] > 0 and e % 256 != nodata[e // 256]:
+                out[0, m], out[1, m], out[2, m], out[3, m], out[4, m] = i, e // 256, e % 256, counts[e], areas[e]
+                valid[i, e // 256] += areas[e]; m += 1
+            counts[e] = areas[e] = 0.0
     return out[:, :m], total, valid
+
+# %% ../nbs/08_local.ipynb #fe4e8f28
+@_kernel
+def _layer_classes(areas, nodata, valid):
+    "The classes present in each layer of `areas` (at layer << 8 | class) and their number; adds the classified area to `valid`."
+    k = len(valid); codes, nc = np.empty((k, 256), np.int64), np.zeros(k, np.int64)
+    for e in range(k * 256):
+        l, v = e // 256, e % 256
+        if areas[e] > 0:
+            codes[l, nc[l]] = v; nc[l] += 1
+            if v != nodata[l]: valid[l] += areas[e]
+        areas[e] = 0.0
+    return codes, nc
+
+# %% ../nbs/08_local.ipynb #230039b1
+@_kernel
+def _emit_pairs(acc, codes, nc, pf, pt, nodata, i, out, m):
+    "Emit site `i`'s filled entries of `acc` (at ((from << 8 | to) * pairs + pair) * 2) as rows of `out` from `m`; clear them."
+    q = len(pf); need = m
+    for p in range(q): need += nc[pf[p]] * nc[pt[p]]
+    while need > out.shape[1]: out = np.concatenate((out, np.empty_like(out)), axis=1)
+    for p in range(q):
+        a, b = pf[p], pt[p]
+        for s in range(nc[a]):
+            for u in range(nc[b]):
+                f, t = codes[a, s], codes[b, u]; e = ((f * 256 + t) * q + p) * 2
+                if acc[e] > 0 and f != nodata[a] and t != nodata[b]:
+                    out[0, m], out[1, m], out[2, m], out[3, m], out[4, m], out[5, m] = i, p, f, t, acc[e], acc[e + 1]; m += 1
+                acc[e] = acc[e + 1] = 0.0
+    return out, m
 
 # %% ../nbs/08_local.ipynb #e09dd591
 def _tally_pairs_u8(tiles, slots, tr0, tc0, sh, sw, rows, cols, cov, starts, row_area, nodata, pf, pt):
     "Per site of cells [starts[i], starts[i+1]): rows (site, pair, class from, class to, count, area), area, valid area."
     k, n, q, plane = tiles.shape[1], len(starts) - 1, len(pf), tiles.shape[2]
-    px = tiles.reshape(-1)
-    acc, seen, used = np.zeros((65536, q, 2)), np.zeros((q, 65536), np.int64), np.zeros(q, np.int64)  # by (from, to)
+    px, acc, areas = tiles.reshape(-1), np.zeros(65536 * q * 2), np.zeros(k * 256)  # see `_emit_pairs`, `_layer_classes`
+    of, ot = (pf * plane).astype(np.uint64), (pt * plane).astype(np.uint64)  # where each pair's layers start
     total, valid, out, m = np.zeros(n), np.zeros((n, k)), np.empty((6, max(1024, 8 * q * n))), 0
     for i in range(n):
         for j in range(starts[i], starts[i + 1]):
             r, c, w = rows[j], cols[j], cov[j]
             a, at = w * row_area[r], _pixel_at(slots, tr0, tc0, sh, sw, k, plane, r, c)
-            total[i] += a  # the cell's covered area; `at`: its first layer's pixel in `px`
-            for l in range(k):
-                if px[at + l * plane] != nodata[l]: valid[i, l] += a
+            total[i] += a
+            for l in range(k): areas[_UI(l) << _UI(8) | _UI(px[at + _UI(l * plane)])] += a
             for p in range(q):
-                f, t = px[at + pf[p] * plane], px[at + pt[p] * plane]
-                if w <= 0 or f == nodata[pf[p]] or t == nodata[pt[p]]: continue
-                v = int(f) * 256 + int(t)
-                if acc[v, p, 0] == 0: seen[p, used[p]] = v; used[p] += 1
-                acc[v, p, 0] += w; acc[v, p, 1] += a  # a stable pixel: adjacent entries
-        while m + used.sum() > out.shape[1]: out = np.concatenate((out, np.empty_like(out)), axis=1)
-        for p in range(q):
-            for v in np.sort(seen[p, :used[p]]):
-                out[0, m], out[1, m], out[2, m], out[3, m] = i, p, v // 256, v % 256
-                out[4, m], out[5, m] = acc[v, p, 0], acc[v, p, 1]; acc[v, p, 0] = acc[v, p, 1] = 0.0; m += 1
-            used[p] = 0
+                e = ((_UI(px[at + of[p]]) << _UI(8) | _UI(px[at + ot[p]])) * _UI(q) + _UI(p)) << _UI(1)
+                acc[e] += w; acc[e + _UI(1)] += a
+        out, m = _emit_pairs(acc, *_layer_classes(areas, nodata, valid[i]), pf, pt, nodata, i, out, m)
     return out[:, :m], total, valid
 
 # %% ../nbs/08_local.ipynb #83f37071
@@ -654,9 +676,13 @@ def _tile_windows(rows, cols, starts, tile) -> np.ndarray:
 # %% ../nbs/08_local.ipynb #7d441da5
 _CATEGORICAL_ROWS, _TRANSITION_ROWS = ('layer', 'class_value', 'count', 'area'), ('pair', 'class_from', 'class_to', 'count', 'area')
 
+def _codes(v:np.ndarray) -> np.ndarray:
+    "Whole numbers `v` as int32 when they fit (site positions, layers, classes: half the memory), else int64."
+    return v.astype(np.int32 if not len(v) or -2**31 <= v.min() <= v.max() < 2**31 else np.int64)
+
 def _piece(o:np.ndarray, names:tuple, total, valid) -> dict:
-    "A piece's result: rows `o` (site, *names) as columns, integers but count and area; its sites' areas."
-    return dict({c: v if c in ('count', 'area') else v.astype(np.int64) for c, v in zip(('site', *names), o)},
+    "A piece's result: rows `o` (site, *names) as columns of their own, whole numbers but count and area; its sites' areas."
+    return dict({c: v.copy() if c in ('count', 'area') else _codes(v) for c, v in zip(('site', *names), o)},
                 total=total, valid=valid)
 
 def _piece_windows(stack:RasterStack, geoms:list, names:tuple, rows_of) -> dict:
@@ -914,18 +940,33 @@ def _check_common(min_coverage, layer, cls, earth='wgs84'):
     if not isinstance(layer, cls): raise TypeError(f'Expected a {cls.__name__}, got {type(layer).__name__}.')
     if not 0 <= min_coverage <= 1: raise ValueError(f'min_coverage is a share between 0 and 1, not {min_coverage}.')
 
+# %% ../nbs/08_local.ipynb #5e89a0f0
+def _site_order(site:np.ndarray) -> np.ndarray:
+    "The stable permutation that puts rows in `site` order, sorting the runs of equal sites rather than the rows."
+    if not len(site): return np.zeros(0, np.int64)
+    first = np.flatnonzero(np.r_[True, site[1:] != site[:-1]])
+    n = np.diff(np.r_[first, len(site)])
+    o = np.argsort(site[first], kind='stable')
+    return np.arange(len(site)) + np.repeat(first[o] - (np.cumsum(n[o]) - n[o]), n[o])
+
+def _dense_codes(codes:np.ndarray) -> tuple:
+    "(the distinct codes in order, each code's place among them); by a table for codes in [0, 65536), else by sorting."
+    if not len(codes) or codes.min() < 0 or codes.max() >= 1 << 16: return np.unique(codes, return_inverse=True)
+    seen = np.bincount(codes) > 0
+    return np.flatnonzero(seen), (np.cumsum(seen) - 1)[codes]
+
 # %% ../nbs/08_local.ipynb #8187ab9b
 def _site_rows(parts:list, names:tuple) -> dict:
     "The pieces' rows as columns `site` (positions) and `names`, in site order; each site's rows keep their order."
     site = np.concatenate([p[r['site']] for p, r in parts] or [np.zeros(0, np.int64)]).astype(np.int64)
-    o, num = np.argsort(site, kind='stable'), ('count', 'area')
+    o, num = _site_order(site), ('count', 'area')
     cols = {c: np.concatenate([r[c] for _, r in parts] or [np.zeros(0)])[o] for c in names}
     return dict(site=site[o], **{c: v if c in num else v.astype(np.int64, copy=False) for c, v in cols.items()})
 
 def _class_names(layer:CategoricalLayer, codes:np.ndarray):
     "The string array of the class names of `codes`: one lookup per distinct code, then one `take`."
-    u = np.unique(codes)
-    return pd.array([layer.class_name(v) for v in u.tolist()], dtype='string').take(np.searchsorted(u, codes))
+    u, at = _dense_codes(codes)
+    return pd.array([layer.class_name(v) for v in u.tolist()], dtype='string').take(at)
 
 def _site_ids(ids, site):
     "The string array of the ids at positions `site`: one `take` from the ids."
