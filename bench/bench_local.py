@@ -3,10 +3,13 @@
     python bench/bench_local.py                    # print the markdown section
     python bench/bench_local.py --write            # ...and put it in BENCHMARKS.md under "## Local engine (bench/bench_local.py)"
     python bench/bench_local.py --sizes 10000 40000 --layouts gdal project
+    python bench/bench_local.py --pairs 5                  # transitions against class areas, 5 alternating rounds
 
 Input (bench/bench_input.py, seeded): 10,000 polygons (4-60 vertices, 1-500 ha, 10% multipolygons, 10% with holes) over
 a 10,000 x 10,000, 14-band uint8 GeoTIFF, in GDAL's default layout (256-px tiles, pixel-interleaved, DEFLATE) and in
 the project's layout (512-px tiles, band-interleaved). Task: class areas of every site for all 14 years.
+Sites are loaded packed, from a GeoDataFrame, as users with thousands of them load them. Transitions (the 13
+consecutive pairs) are measured `--pairs` times, each right after class areas, and reported as median ratios.
 
 Every measurement runs in a fresh subprocess. Its peak memory is measured three ways: the process's own ru_maxrss
 (a fresh process inherits no larger parent), the workers' ru_maxrss (spawned, so fresh interpreters too), and the
