@@ -6,7 +6,7 @@ Docs: https://gee-polygons.github.io/gee_polygons/earthengine.html.md"""
 
 # %% ../nbs/02_earthengine.ipynb #41e7f22c
 from __future__ import annotations
-import datetime as dt, json, numbers, re
+import datetime as dt, hashlib, json, numbers, pickle, re
 import ee
 from fastcore.basics import listify
 from .layers import CategoricalLayer, ContinuousLayer, CATEGORICAL_SCHEMA, continuous_schema
@@ -25,10 +25,20 @@ def payload_bytes(obj) -> int:
     return len(ee.serializer.toJSON(obj))
 
 # %% ../nbs/02_earthengine.ipynb #ecddb665
+def _shared_constant(encoder, data) -> dict:
+    "`data` as a constant node of `encoder`'s serializer, keyed by its pickle so its JSON is written only once."
+    s = getattr(encoder, '__self__', None)
+    if not (isinstance(s, ee.serializer.Serializer) and s._is_compound): return {'constantValue': data}
+    key = hashlib.md5(pickle.dumps(data, protocol=4)).digest()  # a pickle is never JSON text: no clash with ee's keys
+    if key not in s._encoded:
+        s._encoded[key] = name = str(len(s._scope))
+        s._scope.append((name, {'constantValue': data}))
+    return {'valueReference': s._encoded[key]}
+
 class ConstantList(ee.List):
     "An `ee.List` of plain JSON data that serializes as one constant."
     def encode(self, encoder=None): return self._list
-    def encode_cloud_value(self, encoder=None): return {'constantValue': self._list}
+    def encode_cloud_value(self, encoder=None): return _shared_constant(encoder, self._list)
 
 class ConstantDictionary(ee.Dictionary):
     "An `ee.Dictionary` of plain JSON data that serializes as one constant."
